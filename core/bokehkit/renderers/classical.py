@@ -1,0 +1,248 @@
+"""The classical renderer: physically based, occlusion-aware layered defocus on the CPU.
+
+The scene is cut into thin slabs of equal blur radius (in signed circle-of-confusion, which is
+linear in disparity, so slabs are slabs of depth). Slabs are blurred by the aperture kernel
+and composited from far to near with "over", like light that the nearer surfaces block:
+
+* a sharp surface covers what is behind it completely, so blurred background never leaks
+  onto an in-focus edge (no halo);
+* a blurred surface spreads its own coverage with its colour, so its edge turns translucent
+  and what lies behind shows through it (partial occlusion). What is behind it was hidden in
+  the photo, so it is guessed by a pull-push fill of the slabs already composited.
+
+Each pixel belongs to the two slabs around its blur radius with tent weights, so blur grows
+smoothly with depth. A slab of radius r is blurred at 1/s resolution (s a power of two with
+r/s ≥ `MIN_LOW_RES_RADIUS`): the blurred picture has no detail finer than that, and the cost
+per slab stays almost constant however large the blur. The image is processed in tiles, which
+bounds memory, gives progress and cancellation points, runs on all cores, and lets the kernel
+change across the frame (cat's eye).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from ..progress import Progress
+from ..resample import bilinear_up, box_down, pull_push_fill
+from .base import RenderJob
+
+TILE_PX = 512
+#: Slabs grow by 1 px of radius up to here, then by `SLAB_GROWTH` of their radius.
+LINEAR_SLABS_UP_TO_PX = 12.0
+SLAB_GROWTH = 0.08
+#: Blur at reduced resolution while the kernel keeps at least this radius in low-res pixels.
+MIN_LOW_RES_RADIUS = 8.0
+#: Hidden background is guessed at this fraction of full resolution (it is smooth anyway).
+FILL_SCALE = 4
+_EMPTY = 1e-6
+
+
+def slab_radii(max_radius_px: float) -> np.ndarray:
+    """Unsigned slab radii from 0 up to at least `max_radius_px`."""
+    radii = [0.0]
+    while radii[-1] < max_radius_px:
+        r = radii[-1]
+        radii.append(r + 1.0 if r < LINEAR_SLABS_UP_TO_PX else r * (1.0 + SLAB_GROWTH))
+    return np.asarray(radii, dtype=np.float32)
+
+
+def signed_slabs(coc: np.ndarray) -> np.ndarray:
+    """Signed slab radii, far (most negative) to near, covering the range of `coc`."""
+    lo, hi = float(coc.min(initial=0.0)), float(coc.max(initial=0.0))
+    back = -slab_radii(-lo)[:0:-1] if lo < 0 else np.zeros(0, np.float32)
+    front = slab_radii(hi)
+    return np.concatenate([back, front]).astype(np.float32)
+
+
+def low_res_factor(radius_px: float) -> int:
+    """The power-of-two downsampling at which a blur of `radius_px` is computed."""
+    if radius_px < 2 * MIN_LOW_RES_RADIUS:
+        return 1
+    return 2 ** int(math.floor(math.log2(radius_px / MIN_LOW_RES_RADIUS)))
+
+
+def _window(a: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """a[y0:y1, x0:x1], mirrored where the window leaves the image (the photo "continues")."""
+    h, w = a.shape[:2]
+    cy0, cy1, cx0, cx1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
+    out = a[cy0:cy1, cx0:cx1]
+    pads = [(cy0 - y0, y1 - cy1), (cx0 - x0, x1 - cx1)]
+    if any(p for pair in pads for p in pair):
+        pads += [(0, 0)] * (a.ndim - 2)
+        # Repeatedly mirror if the pad exceeds the image (tiny images, huge blurs).
+        out = np.pad(out, pads, mode="symmetric")
+    return out
+
+
+class ClassicalRenderer:
+    name = "classical"
+
+    def __init__(self, tile_px: int = TILE_PX, threads: int | None = None) -> None:
+        self.tile_px = tile_px
+        self.threads = threads or min(os.cpu_count() or 1, 8)
+
+    def render(self, job: RenderJob, progress: Progress) -> np.ndarray:
+        rgb = job.linear_rgb
+        coc = job.signed_coc_px.astype(np.float32, copy=False)
+        h, w = coc.shape
+        slabs = signed_slabs(coc)
+        out = np.empty_like(rgb, dtype=np.float32)
+        tiles = [
+            (y, min(y + self.tile_px, h), x, min(x + self.tile_px, w))
+            for y in range(0, h, self.tile_px)
+            for x in range(0, w, self.tile_px)
+        ]
+        max_r = float(np.abs(slabs).max(initial=0.0))
+        half_diag = 0.5 * math.hypot(w, h)
+        done = 0
+        progress.update(0.0, "rendering bokeh")
+
+        def run(tile):
+            progress.check_cancelled()
+            y0, y1, x0, x1 = tile
+            centre = ((x0 + x1) / 2 - w / 2) / half_diag, ((y0 + y1) / 2 - h / 2) / half_diag
+            out[y0:y1, x0:x1] = _render_tile(rgb, coc, slabs, tile, max_r, job.aperture, centre)
+            return tile
+
+        if self.threads > 1 and len(tiles) > 1:
+            with ThreadPoolExecutor(self.threads) as pool:
+                futures = [pool.submit(run, t) for t in tiles]
+                try:
+                    for f in futures:
+                        f.result()
+                        done += 1
+                        progress.update(done / len(tiles), f"rendering bokeh, tile {done}/{len(tiles)}")
+                except BaseException:
+                    progress.cancel_event.set()  # stop the other tiles quickly
+                    for f in futures:
+                        f.cancel()
+                    raise
+        else:
+            for t in tiles:
+                run(t)
+                done += 1
+                progress.update(done / len(tiles), f"rendering bokeh, tile {done}/{len(tiles)}")
+        return out
+
+
+def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.ndarray:
+    y0, y1, x0, x1 = tile
+    th, tw = y1 - y0, x1 - x0
+    halo = int(math.ceil(max_r)) + 2 * low_res_factor(max_r) + 2
+    # Everything within reach of the largest blur, read once.
+    rgb_w = _window(rgb, y0 - halo, y1 + halo, x0 - halo, x1 + halo)
+    coc_w = _window(coc, y0 - halo, y1 + halo, x0 - halo, x1 + halo)
+    lower, t = _tent(coc_w, slabs)
+    # Rows and columns where each slab can appear: a cheap bounding box per slab.
+    row_lo, row_hi = lower.min(axis=1), lower.max(axis=1) + 1
+    col_lo, col_hi = lower.min(axis=0), lower.max(axis=0) + 1
+
+    acc = np.zeros((th, tw, 3), np.float32)  # premultiplied colour composited so far
+    acc_a = np.zeros((th, tw), np.float32)  # its coverage
+    for i in range(int(lower.min()), min(int(lower.max()) + 2, len(slabs))):
+        radius = abs(float(slabs[i]))
+        s = low_res_factor(radius)
+        pad = int(math.ceil(radius)) + 2 * s + 1
+        # Slab pixels farther than `pad` from the tile cannot reach it.
+        box = _slab_box(row_lo, row_hi, col_lo, col_hi, i, halo - pad, halo + th + pad,
+                        halo - pad, halo + tw + pad)
+        if box is None:
+            continue
+        ya, yb, xa, xb = box
+        alpha = _slab_alpha(lower[ya:yb, xa:xb], t[ya:yb, xa:xb], i)
+        if not alpha.any():
+            continue
+        # Work on the slab's box grown by the blur, clipped to the tile.
+        oy0, oy1 = max(ya - pad, halo), min(yb + pad, halo + th)
+        ox0, ox1 = max(xa - pad, halo), min(xb + pad, halo + tw)
+        if oy0 >= oy1 or ox0 >= ox1:
+            continue
+        layer = np.zeros((oy1 - oy0 + 2 * pad, ox1 - ox0 + 2 * pad, 4), np.float32)
+        # Place the slab's box inside the working area (it may stick out: crop it).
+        sy0, sy1 = max(ya, oy0 - pad), min(yb, oy1 + pad)
+        sx0, sx1 = max(xa, ox0 - pad), min(xb, ox1 + pad)
+        a = alpha[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa]
+        dst = layer[sy0 - oy0 + pad : sy1 - oy0 + pad, sx0 - ox0 + pad : sx1 - ox0 + pad]
+        np.multiply(rgb_w[sy0:sy1, sx0:sx1], a[..., None], out=dst[..., :3])
+        dst[..., 3] = a
+        if radius >= 0.5:
+            layer = _blur(layer, radius, s, aperture, centre_offset)
+        layer = layer[pad:-pad, pad:-pad]
+        np.clip(layer, 0.0, None, out=layer)  # FFT round-off
+        cover = np.minimum(layer[..., 3], 1.0)
+        # The same rectangle in tile coordinates.
+        ty0, ty1, tx0, tx1 = oy0 - halo, oy1 - halo, ox0 - halo, ox1 - halo
+        acc_r, acc_a_r = acc[ty0:ty1, tx0:tx1], acc_a[ty0:ty1, tx0:tx1]
+        if _needs_fill(acc_a_r, cover):
+            _fill_hidden(acc, acc_a)
+        keep = 1.0 - cover
+        acc_r *= keep[..., None]
+        acc_r += layer[..., :3]
+        acc_a_r *= keep
+        acc_a_r += cover
+    if acc_a.min(initial=1.0) < 1.0 - 1e-4:
+        _fill_hidden(acc, acc_a)
+    return acc / np.maximum(acc_a, _EMPTY)[..., None]
+
+
+def _tent(coc: np.ndarray, slabs: np.ndarray):
+    """Index of the slab at or below each pixel, and the tent weight t toward the next one."""
+    lower = np.clip(np.searchsorted(slabs, coc, side="right") - 1, 0, len(slabs) - 1)
+    upper = np.minimum(lower + 1, len(slabs) - 1)
+    gap = slabs[upper] - slabs[lower]
+    t = np.where(gap > 0, (coc - slabs[lower]) / np.where(gap > 0, gap, 1.0), 0.0)
+    return lower.astype(np.int32), np.clip(t, 0.0, 1.0).astype(np.float32)
+
+
+def _slab_box(row_lo, row_hi, col_lo, col_hi, i, ya, yb, xa, xb):
+    """Bounding box of rows/columns that may hold slab i, within [ya, yb) × [xa, xb)."""
+    ya, xa = max(ya, 0), max(xa, 0)
+    rows = np.flatnonzero((row_lo[ya:yb] <= i) & (row_hi[ya:yb] >= i))
+    cols = np.flatnonzero((col_lo[xa:xb] <= i) & (col_hi[xa:xb] >= i))
+    if rows.size == 0 or cols.size == 0:
+        return None
+    return ya + rows[0], ya + rows[-1] + 1, xa + cols[0], xa + cols[-1] + 1
+
+
+def _slab_alpha(lower: np.ndarray, t: np.ndarray, i: int) -> np.ndarray:
+    """Coverage of slab i in "over" compositing.
+
+    A pixel between slabs j and j+1 (tent weight t toward j+1) is drawn fully opaque into the
+    farther slab j and with opacity t into the nearer one, which composites to (1−t)·j + t·(j+1).
+    """
+    alpha = (lower == i).astype(np.float32)
+    if i > 0:
+        alpha += np.where(lower == i - 1, t, 0.0).astype(np.float32)
+    return alpha
+
+
+def _blur(layer: np.ndarray, radius: float, s: int, aperture, centre_offset) -> np.ndarray:
+    """Convolve a premultiplied RGBA slab with the aperture kernel, at 1/s resolution."""
+    h, w = layer.shape[:2]
+    low = box_down(layer, s)
+    kernel = aperture.kernel(radius / s, centre_offset)
+    blurred = fftconvolve(low, kernel[..., None], mode="same", axes=(0, 1)).astype(np.float32)
+    return bilinear_up(blurred, s, h, w)
+
+
+def _needs_fill(acc_a: np.ndarray, cover: np.ndarray) -> bool:
+    """Does a translucent part of this slab lie over a part not yet known?"""
+    return bool(np.any((acc_a < 1.0 - 1e-3) & (cover > 1e-3) & (cover < 1.0 - 1e-3)))
+
+
+def _fill_hidden(acc: np.ndarray, acc_a: np.ndarray) -> None:
+    """Put a guess of the hidden background under everything not yet covered, in place."""
+    low_p = box_down(acc, FILL_SCALE)
+    low_a = box_down(acc_a, FILL_SCALE)
+    guess = pull_push_fill(low_p, low_a)
+    guess = bilinear_up(guess, FILL_SCALE, acc.shape[0], acc.shape[1])
+    # Where the low-res block was fully known but the pixel was not (thin holes), prefer the
+    # normalised local colour; bilinear_up already blends that in.
+    missing = 1.0 - acc_a
+    acc += guess * missing[..., None]
+    acc_a[...] = 1.0
