@@ -59,7 +59,7 @@ def _inside_polygon(x: np.ndarray, y: np.ndarray, blades: int, rotation_rad: flo
 
 @lru_cache(maxsize=512)
 def _kernel(radius_px: float, blades: int, rotation_deg: float, cx: float, cy: float) -> np.ndarray:
-    if radius_px < 0.5:
+    if radius_px <= 0.25:
         return np.ones((1, 1), dtype=np.float32)
     half = int(math.ceil(radius_px + 0.5))
     n = 2 * half + 1

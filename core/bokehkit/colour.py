@@ -15,12 +15,18 @@ import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bokehkit.errors import BokehkitError
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 __all__ = [
+    "LINEAR",
+    "SRGB",
     "Curve",
     "IccInfo",
     "IdentityCurve",
@@ -28,8 +34,6 @@ __all__ = [
     "SRGBCurve",
     "TableCurve",
     "Transfer",
-    "LINEAR",
-    "SRGB",
     "icc_to_srgb_pil",
     "linear_to_srgb",
     "parse_icc",
@@ -198,7 +202,7 @@ class Transfer:
     """Per-channel transfer of an image: one curve (shared) or one per colour channel.
 
     ``to_linear``/``from_linear`` take code values scaled to [0, 1] (float32), channels
-    on the last axis.  ``decode_lut``/``encode_thresholds`` serve integer data exactly.
+    on the last axis.  ``decode_lut``/``encode`` serve integer data exactly.
     """
 
     curves: tuple[Curve, ...]
@@ -241,16 +245,18 @@ class Transfer:
         """float32 table: integer code -> linear light, for codes 0..maxval."""
         return _decode_lut(self.curve(channel), maxval)
 
-    def encode_thresholds(self, channel: int, maxval: int) -> np.ndarray:
-        """Sorted float32 linear values at the code midpoints.
+    def encode(self, y: np.ndarray, channel: int, maxval: int) -> np.ndarray:
+        """Linear light -> nearest integer code 0..maxval (int64) for one channel.
 
-        ``np.searchsorted(thr, y, 'right')`` is round(from_linear(y) * maxval), and maps
-        every ``decode_lut`` entry back to its own code (exact integer round trip).
+        Rounds in the code domain, i.e. round(from_linear(y) * maxval), and maps every
+        ``decode_lut`` entry back to its own code, so integer round trips are exact.
         """
-        return _encode_thresholds(self.curve(channel), maxval)
+        thr, codes = _encoder(self.curve(channel), maxval)
+        idx = np.searchsorted(thr, y, side="right")
+        return idx if codes is None else codes[idx]
 
 
-_LUT_CACHE: dict[tuple, np.ndarray] = {}
+_LUT_CACHE: dict[tuple, object] = {}
 
 
 def _decode_lut(curve: Curve, maxval: int) -> np.ndarray:
@@ -261,26 +267,36 @@ def _decode_lut(curve: Curve, maxval: int) -> np.ndarray:
         lut = curve.to_linear(codes.astype(np.float32)).astype(np.float32)
         lut.setflags(write=False)
         _LUT_CACHE[key] = lut
-    return lut
+    return lut  # type: ignore[return-value]
 
 
-def _encode_thresholds(curve: Curve, maxval: int) -> np.ndarray:
+def _above(lower: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """Thresholds nudged so each lies strictly above the value below it, then sorted."""
+    thr = np.maximum(thr, np.nextafter(lower, np.float32(np.inf)))
+    return np.maximum.accumulate(thr)
+
+
+def _encoder(curve: Curve, maxval: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(thresholds, code map) for :meth:`Transfer.encode`, cached per curve and depth."""
     key = (curve.key(), maxval, "enc")
-    thr = _LUT_CACHE.get(key)
-    if thr is None:
-        mids = (np.arange(maxval, dtype=np.float64) + 0.5) / maxval
-        thr = curve.to_linear(mids.astype(np.float32)).astype(np.float32)
-        thr = np.maximum.accumulate(thr)  # searchsorted needs sorted input
-        lut = _decode_lut(curve, maxval)
-        # Float rounding must never put a code's own value on the wrong side of its
-        # midpoint; nudge the rare offenders so that decode -> encode is the identity.
-        bad = thr < lut[:-1]
-        if bad.any():
-            thr[bad] = np.nextafter(lut[:-1][bad], np.float32(np.inf))
-            thr = np.maximum.accumulate(thr)
-        thr.setflags(write=False)
-        _LUT_CACHE[key] = thr
-    return thr
+    hit = _LUT_CACHE.get(key)
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    lut = _decode_lut(curve, maxval)
+    mids = (np.arange(maxval, dtype=np.float64) + 0.5) / maxval
+    thr = curve.to_linear(mids.astype(np.float32)).astype(np.float32)
+    # Float rounding must never put a code's own value above its upper midpoint.
+    thr = _above(lut[:-1], thr)
+    codes: np.ndarray | None = None
+    if not np.array_equal(np.searchsorted(thr, lut, side="right"), np.arange(maxval + 1)):
+        # Not monotone (e.g. a parametric curve with a small jump at its breakpoint):
+        # fall back to the nearest code in linear light among the sorted table values.
+        codes = np.argsort(lut, kind="stable")
+        s = lut[codes].astype(np.float64)
+        thr = _above(lut[codes][:-1], ((s[:-1] + s[1:]) / 2).astype(np.float32))
+    thr.setflags(write=False)
+    _LUT_CACHE[key] = (thr, codes)
+    return thr, codes
 
 
 LINEAR = Transfer((IdentityCurve(),), "linear")
@@ -369,7 +385,7 @@ def srgb_icc_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-def icc_to_srgb_pil(image, icc: bytes):  # noqa: ANN001, ANN201 - PIL types stay optional
+def icc_to_srgb_pil(image: Image.Image, icc: bytes) -> Image.Image:
     """Convert an 8-bit PIL 'RGB' image from profile ``icc`` to sRGB (relative colorimetric).
 
     Used only for profiles without usable TRCs; alpha must be split off by the caller.

@@ -40,11 +40,14 @@ MIN_LOW_RES_RADIUS = 8.0
 #: Hidden background is guessed at this fraction of full resolution (it is smooth anyway).
 FILL_SCALE = 4
 _EMPTY = 1e-6
+#: Below this radius the kernel is a single pixel.
+SHARP_RADIUS_PX = 0.25
 
 
 def slab_radii(max_radius_px: float) -> np.ndarray:
     """Unsigned slab radii from 0 up to at least `max_radius_px`."""
-    radii = [0.0]
+    # A half-pixel slab first: a CoC under a pixel wide softens a little, not by a whole pixel.
+    radii = [0.0, 0.5, 1.0]
     while radii[-1] < max_radius_px:
         r = radii[-1]
         radii.append(r + 1.0 if r < LINEAR_SLABS_UP_TO_PX else r * (1.0 + SLAB_GROWTH))
@@ -170,7 +173,7 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
         dst = layer[sy0 - oy0 + pad : sy1 - oy0 + pad, sx0 - ox0 + pad : sx1 - ox0 + pad]
         np.multiply(rgb_w[sy0:sy1, sx0:sx1], a[..., None], out=dst[..., :3])
         dst[..., 3] = a
-        if radius >= 0.5:
+        if radius > SHARP_RADIUS_PX:
             layer = _blur(layer, radius, s, aperture, centre_offset)
         layer = layer[pad:-pad, pad:-pad]
         np.clip(layer, 0.0, None, out=layer)  # FFT round-off
@@ -178,15 +181,12 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
         # The same rectangle in tile coordinates.
         ty0, ty1, tx0, tx1 = oy0 - halo, oy1 - halo, ox0 - halo, ox1 - halo
         acc_r, acc_a_r = acc[ty0:ty1, tx0:tx1], acc_a[ty0:ty1, tx0:tx1]
-        if _needs_fill(acc_a_r, cover):
-            _fill_hidden(acc, acc_a)
+        _fill_hidden_under(acc, acc_a, cover, (ty0, ty1, tx0, tx1))
         keep = 1.0 - cover
         acc_r *= keep[..., None]
         acc_r += layer[..., :3]
         acc_a_r *= keep
         acc_a_r += cover
-    if acc_a.min(initial=1.0) < 1.0 - 1e-4:
-        _fill_hidden(acc, acc_a)
     return acc / np.maximum(acc_a, _EMPTY)[..., None]
 
 
@@ -230,19 +230,18 @@ def _blur(layer: np.ndarray, radius: float, s: int, aperture, centre_offset) -> 
     return bilinear_up(blurred, s, h, w)
 
 
-def _needs_fill(acc_a: np.ndarray, cover: np.ndarray) -> bool:
-    """Does a translucent part of this slab lie over a part not yet known?"""
-    return bool(np.any((acc_a < 1.0 - 1e-3) & (cover > 1e-3) & (cover < 1.0 - 1e-3)))
-
-
-def _fill_hidden(acc: np.ndarray, acc_a: np.ndarray) -> None:
-    """Put a guess of the hidden background under everything not yet covered, in place."""
-    low_p = box_down(acc, FILL_SCALE)
-    low_a = box_down(acc_a, FILL_SCALE)
-    guess = pull_push_fill(low_p, low_a)
-    guess = bilinear_up(guess, FILL_SCALE, acc.shape[0], acc.shape[1])
-    # Where the low-res block was fully known but the pixel was not (thin holes), prefer the
-    # normalised local colour; bilinear_up already blends that in.
-    missing = 1.0 - acc_a
-    acc += guess * missing[..., None]
-    acc_a[...] = 1.0
+def _fill_hidden_under(acc, acc_a, cover, rect) -> None:
+    """Where a translucent part of the next slab lies over a place that nothing composited so
+    far covers (the background hidden in the photo), put a guess of that background there,
+    extrapolated from what is already known around it. In place."""
+    ty0, ty1, tx0, tx1 = rect
+    acc_a_r = acc_a[ty0:ty1, tx0:tx1]
+    need = (acc_a_r < 1.0 - 1e-3) & (cover > 1e-3) & (cover < 1.0 - 1e-3)
+    if not need.any() or acc_a.max() < 1e-3:
+        return  # nothing hidden under it, or nothing known yet to guess from
+    guess = pull_push_fill(box_down(acc, FILL_SCALE), box_down(acc_a, FILL_SCALE))
+    guess = bilinear_up(guess, FILL_SCALE, acc.shape[0], acc.shape[1])[ty0:ty1, tx0:tx1]
+    acc_r = acc[ty0:ty1, tx0:tx1]
+    missing = np.where(need, 1.0 - acc_a_r, 0.0).astype(np.float32)
+    acc_r += guess * missing[..., None]
+    acc_a_r += missing

@@ -1,0 +1,201 @@
+"""The `bokehkit` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .depth import KINDS, UNITS
+from .errors import BokehkitError
+from .highlights import DEFAULT_GAIN
+from .pipeline import RenderSettings, render_file
+from .progress import Cancelled, Progress
+from .renderers import ENGINES
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70
+EXIT_CANCELLED = 130
+
+
+class ProgressBar:
+    """A one-line bar on a terminal; occasional plain lines when the output is a log."""
+
+    def __init__(self, stream=sys.stderr, enabled: bool = True) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = stream.isatty()
+        self._last_print = 0.0
+        self._last_text = ""
+        self._started = time.monotonic()
+
+    def __call__(self, fraction: float, text: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            if now - self._last_print < 0.1 and fraction < 1.0:
+                return
+            filled = int(30 * fraction)
+            bar = "#" * filled + "-" * (30 - filled)
+            line = f"\r[{bar}] {fraction * 100:3.0f}% {text[:60]:<60}"
+            self.stream.write(line)
+            if fraction >= 1.0:
+                self.stream.write("\n")
+            self.stream.flush()
+        else:
+            stage = text.split(",")[0]
+            if stage != self._last_text or now - self._last_print > 5 or fraction >= 1.0:
+                elapsed = now - self._started
+                self.stream.write(f"{fraction * 100:3.0f}% {text} ({elapsed:.1f} s)\n")
+                self.stream.flush()
+                self._last_text = stage
+            else:
+                return
+        self._last_print = now
+
+
+def _point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y in pixels, got {text!r}") from None
+    return x, y
+
+
+def _add_render_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("depth")
+    g.add_argument("--depth", metavar="FILE", help="depth or disparity map (PNG, TIFF, .npy)")
+    g.add_argument("--depth-units", choices=UNITS, default="relative",
+                   help="'m', 'cm' or 'mm' for metric depth; 'relative' otherwise (default)")
+    g.add_argument("--depth-kind", choices=KINDS, default=None,
+                   help="what the map holds (default: disparity; depth for metric units)")
+    g.add_argument("--depth-near", choices=("bright", "dark"), default=None,
+                   help="which end of a relative map is near (default: bright for disparity)")
+    g = p.add_argument_group("focus (default: the mask, else the point, else the centre)")
+    g.add_argument("--focus-mask", "--mask", metavar="FILE",
+                   help="painted focus mask: white = sharp, soft edges respected")
+    g.add_argument("--focus-point", metavar="X,Y", type=_point, help="focus on this pixel")
+    g.add_argument("--focus-distance", metavar="M", type=float,
+                   help="focal plane distance in metres (metric depth)")
+    g.add_argument("--focus-disparity", metavar="D", type=float,
+                   help="focal plane as a disparity (0…1 for relative maps)")
+    g = p.add_argument_group("lens")
+    g.add_argument("--aperture", "-f", metavar="N", type=float, default=2.0,
+                   help="f-number (default 2)")
+    g.add_argument("--focal-length", metavar="MM", type=float, default=None,
+                   help="35 mm-equivalent focal length (default: from EXIF, else 50)")
+    g.add_argument("--sensor-width", metavar="MM", type=float, default=36.0,
+                   help="sensor width the focal length refers to (default 36)")
+    g.add_argument("--strength", metavar="K", type=float, default=None,
+                   help="blur radius in px per unit disparity, instead of the lens model")
+    g.add_argument("--blades", type=int, default=0, help="aperture blades: 0 = circle, or 5–9")
+    g.add_argument("--blade-rotation", metavar="DEG", type=float, default=0.0)
+    g.add_argument("--cat-eye", metavar="0-1", type=float, default=0.0,
+                   help="cat's-eye bokeh toward the corners (default 0, off)")
+    g = p.add_argument_group("look")
+    g.add_argument("--highlights", metavar="GAIN", type=float, default=DEFAULT_GAIN,
+                   help=f"brightness recovered in clipped small lights (default {DEFAULT_GAIN:g}"
+                        ", 1 = off)")
+    g.add_argument("--grain", metavar="AMOUNT", type=float, default=1.0,
+                   help="noise put back into blurred areas, 1 = match the photo, 0 = none")
+    g.add_argument("--sr", type=int, choices=(1, 2, 4), default=1,
+                   help="super-resolution factor (default 1)")
+    g.add_argument("--engine", choices=ENGINES, default="classical")
+
+
+def _settings(args: argparse.Namespace) -> RenderSettings:
+    metric = args.depth_units != "relative"
+    return RenderSettings(
+        engine=args.engine,
+        depth_path=args.depth,
+        depth_units=args.depth_units,
+        depth_kind=args.depth_kind or ("depth" if metric else "disparity"),
+        depth_near=args.depth_near,
+        focus_mask_path=args.focus_mask,
+        focus_point=args.focus_point,
+        focus_distance_m=args.focus_distance,
+        focus_disparity=args.focus_disparity,
+        f_number=args.aperture,
+        focal_length_mm=args.focal_length,
+        sensor_width_mm=args.sensor_width,
+        strength=args.strength,
+        blades=args.blades,
+        blade_rotation_deg=args.blade_rotation,
+        cat_eye=args.cat_eye,
+        highlight_gain=args.highlights,
+        grain=args.grain,
+        sr_factor=args.sr,
+    )
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    inp = Path(args.input)
+    out = Path(args.output) if args.output else inp.with_name(f"{inp.stem}-bokeh{inp.suffix}")
+    bar = ProgressBar(enabled=not args.quiet)
+    report = render_file(inp, out, _settings(args), Progress(bar))
+    if not args.quiet:
+        for line in report.lines():
+            print(line)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .sample import render_demo
+
+    bar = ProgressBar(enabled=not args.quiet)
+    result = render_demo(Path.cwd() / "bokehkit-demo", Progress(bar))
+    print(f"wrote {result.output} (the photo: {result.original}; side by side: {result.compare})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bokehkit", description="Photorealistic lens bokeh and super-resolution."
+    )
+    parser.add_argument("--version", action="version", version=f"bokehkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("render", help="render bokeh into a photo")
+    p.add_argument("input", help="the photo (PNG, JPEG, TIFF, WebP)")
+    p.add_argument("-o", "--output", help="where to write (default: INPUT-bokeh.EXT)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or report")
+    _add_render_options(p)
+    p.set_defaults(run=_cmd_render)
+    p = sub.add_parser("demo", help="render the bundled sample photo")
+    p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except BokehkitError as exc:
+        _fail(f"error: {exc}")
+        return EXIT_USER_ERROR
+    except (Cancelled, KeyboardInterrupt):
+        _fail("cancelled; nothing was written")
+        return EXIT_CANCELLED
+    except MemoryError:
+        _fail("error: out of memory; try a smaller image or a lower --sr factor")
+        return EXIT_INTERNAL_ERROR
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the user
+        if args.debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        return EXIT_INTERNAL_ERROR
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write("\n" if sys.stderr.isatty() else "")
+    sys.stderr.write(f"bokehkit: {message}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

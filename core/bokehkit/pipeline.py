@@ -1,0 +1,258 @@
+"""One photo through the engine: image → focus → depth → optics → render → SR → image.
+
+`render_file` is what the CLI and the plug-ins call; `render_image` does the same on an image
+already in memory. Both report where the depth and the focus came from.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import depth as depth_mod
+from . import focus as focus_mod
+from .aperture import Aperture
+from .errors import BokehkitError
+from .grain import add_grain, estimate_noise
+from .highlights import DEFAULT_GAIN, recover_highlights
+from .imageio import LoadedImage, encode_linear, focal_length_35mm, load_image, save_image
+from .optics import DEFAULT_FOCAL_LENGTH_MM, FULL_FRAME_WIDTH_MM, Lens, strength_k
+from .progress import Progress
+from .renderers import RenderJob, get_renderer
+from .resample import bilinear_up
+from .upscale import check_factor, upscale_linear
+
+#: The largest blur radius rendered, as a fraction of the image's long side.
+MAX_COC_FRACTION = 0.1
+
+
+@dataclass
+class RenderSettings:
+    """Every choice a user can make; None means "not given"."""
+
+    engine: str = "classical"
+    depth_path: str | None = None
+    depth_units: str = "relative"
+    depth_kind: str = "disparity"
+    depth_near: str | None = None
+    focus_mask_path: str | None = None
+    focus_mask: np.ndarray | None = None  # library callers may pass the mask itself
+    focus_point: tuple[float, float] | None = None
+    focus_distance_m: float | None = None
+    focus_disparity: float | None = None
+    f_number: float = 2.0
+    focal_length_mm: float | None = None  # None: EXIF 35 mm equivalent, else 50 mm
+    sensor_width_mm: float = FULL_FRAME_WIDTH_MM
+    strength: float | None = None  # K in px per unit relative disparity; overrides the lens
+    blades: int = 0
+    blade_rotation_deg: float = 0.0
+    cat_eye: float = 0.0
+    highlight_gain: float = DEFAULT_GAIN
+    grain: float = 1.0
+    sr_factor: int = 1
+    engine_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class RenderReport:
+    depth_source: str = ""
+    focus_source: str = ""
+    focal_length: str = ""
+    strength_k: float = 0.0
+    max_coc_px: float = 0.0
+    output_size: tuple[int, int] = (0, 0)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        w, h = self.output_size
+        out = [
+            f"depth: {self.depth_source}",
+            f"focus: {self.focus_source}",
+            f"lens: {self.focal_length}; largest blur radius {self.max_coc_px:.1f} px",
+            f"output: {w}×{h} in {self.seconds:.1f} s",
+        ]
+        return out + self.notes
+
+
+def render_file(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    settings: RenderSettings,
+    progress: Progress | None = None,
+) -> RenderReport:
+    """Render `input_path` into `output_path` (written atomically, only when all went well)."""
+    progress = progress or Progress()
+    output_path = Path(output_path)
+    if Path(input_path).resolve() == output_path.resolve():
+        raise BokehkitError("the output would overwrite the input photo: choose another name")
+    if not output_path.parent.is_dir():
+        raise BokehkitError(f"output folder {output_path.parent} does not exist")
+    progress.update(0.0, "reading the photo")
+    image = load_image(input_path)
+    linear, report = render_image(image, settings, progress.span(0.02, 0.95))
+    progress.update(0.96, "writing the result")
+    encoded = _encode_keeping_untouched(image, linear, settings.sr_factor)
+    alpha = image.alpha
+    if alpha is not None and settings.sr_factor > 1:
+        alpha = _upscale_alpha(alpha, settings.sr_factor)
+    save_image(output_path, encoded, alpha, image.encoding)
+    progress.update(1.0, "done")
+    return report
+
+
+def render_image(
+    image: LoadedImage, settings: RenderSettings, progress: Progress | None = None
+) -> tuple[np.ndarray, RenderReport]:
+    """The pipeline on a loaded image; returns linear RGB at the output size and a report."""
+    progress = progress or Progress()
+    started = time.perf_counter()
+    report = RenderReport()
+    width, height = image.size
+    factor = settings.sr_factor
+    check_factor(factor, width, height)
+
+    # Focus mask first: it may also stand in for missing depth.
+    mask = _focus_mask(settings, width, height)
+
+    # Depth.
+    if settings.depth_path:
+        depth = depth_mod.load_depth(
+            settings.depth_path, settings.depth_units, settings.depth_kind, settings.depth_near
+        )
+        depth = depth_mod.fit_to_image(depth, width, height)
+    else:
+        if settings.focus_distance_m is not None:
+            raise BokehkitError("--focus-distance needs a metric depth map (--depth FILE)")
+        depth = depth_mod.fallback_depth(width, height, mask, settings.focus_point)
+    report.depth_source = depth.source
+
+    # Focus.
+    focus = _choose_focus(depth, mask, settings)
+    report.focus_source = focus.source
+
+    # Optics: blur radius per pixel, at the source size (scaled with the image for SR).
+    focal_mm, focal_from = _focal_length(image, settings)
+    lens = Lens(settings.f_number, focal_mm, settings.sensor_width_mm)
+    coc = _signed_coc(depth, focus, lens, settings, width, report)
+    report.focal_length = f"{focal_mm:g} mm ({focal_from}), f/{settings.f_number:g}"
+    if mask is not None:
+        coc *= 1.0 - mask  # painted pixels stay sharp
+    max_coc = MAX_COC_FRACTION * max(width, height)
+    if np.abs(coc).max(initial=0.0) > max_coc:
+        report.notes.append(f"note: blur limited to a radius of {max_coc * factor:.0f} px")
+        np.clip(coc, -max_coc, max_coc, out=coc)
+    progress.update(0.05, "preparing")
+
+    encoded01 = image.encoded.astype(np.float32) / _full_scale(image.encoded.dtype)
+    linear = image.linear_rgb
+    if image.encoding.dtype != "float32":
+        linear = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
+    sigma = estimate_noise(encoded01) if settings.grain > 0 else np.zeros(3, np.float32)
+    del encoded01
+
+    if factor > 1:
+        progress.update(0.08, f"enlarging ×{factor}")
+        sharpness = np.clip(1.0 - np.abs(coc), 0.0, 1.0)
+        linear = upscale_linear(linear, factor, sharpness)
+        coc = bilinear_up(coc, factor, height * factor, width * factor) * factor
+    report.max_coc_px = float(np.abs(coc).max(initial=0.0))
+
+    renderer = get_renderer(settings.engine, **settings.engine_options)
+    job = RenderJob(
+        linear_rgb=linear,
+        signed_coc_px=coc,
+        aperture=Aperture(settings.blades, settings.blade_rotation_deg, settings.cat_eye),
+        disparity=depth.inverse_depth,
+        focus_disparity=focus.inverse_depth,
+        focus_mask=mask,
+    )
+    out = renderer.render(job, progress.span(0.1, 0.95))
+    if settings.grain > 0 and renderer.name == "classical":
+        add_grain(out, coc, sigma, settings.grain, seed=width * 7919 + height)
+    report.output_size = (width * factor, height * factor)
+    report.seconds = time.perf_counter() - started
+    return out, report
+
+
+def _focus_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray | None:
+    if settings.focus_mask is not None:
+        mask = np.asarray(settings.focus_mask, dtype=np.float32)
+        if mask.shape != (height, width):
+            raise BokehkitError(
+                f"focus mask is {mask.shape[1]}×{mask.shape[0]} but the image is {width}×{height}"
+            )
+        return focus_mod.check_mask(mask)
+    if settings.focus_mask_path:
+        return focus_mod.load_mask(settings.focus_mask_path, width, height)
+    return None
+
+
+def _choose_focus(depth, mask, settings: RenderSettings) -> focus_mod.Focus:
+    """Explicit distance or disparity, else the mask, else the point, else the image centre."""
+    if settings.focus_distance_m is not None:
+        return focus_mod.focus_from_distance(depth, settings.focus_distance_m)
+    if settings.focus_disparity is not None:
+        return focus_mod.focus_from_disparity(depth, settings.focus_disparity)
+    if mask is not None:
+        return focus_mod.focus_from_mask(depth, mask)
+    if settings.focus_point is not None:
+        return focus_mod.focus_from_point(depth, *settings.focus_point)
+    h, w = depth.shape
+    found = focus_mod.focus_from_point(depth, w / 2, h / 2)
+    found.source = "image centre (no mask, point or distance given)"
+    return found
+
+
+def _focal_length(image: LoadedImage, settings: RenderSettings) -> tuple[float, str]:
+    if settings.focal_length_mm is not None:
+        return settings.focal_length_mm, "given"
+    from_exif = focal_length_35mm(image.encoding)
+    if from_exif:
+        return from_exif, "35 mm equivalent from EXIF"
+    return DEFAULT_FOCAL_LENGTH_MM, "default"
+
+
+def _signed_coc(depth, focus, lens: Lens, settings, width: int, report) -> np.ndarray:
+    """Blur radius in px, positive in front of the focal plane (see optics.py for the model)."""
+    if settings.strength is not None:
+        k = float(settings.strength)
+        if k < 0:
+            raise BokehkitError(f"--strength must be positive, not {k:g}")
+    elif depth.metric:
+        k = lens.k_metric_px_m(width)
+    else:
+        k = strength_k(lens, width, focus.inverse_depth)
+    report.strength_k = k
+    coc = depth.inverse_depth - np.float32(focus.inverse_depth)
+    coc *= np.float32(k)
+    return coc
+
+
+def _full_scale(dtype) -> float:
+    dtype = np.dtype(dtype)
+    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
+
+
+def _encode_keeping_untouched(image: LoadedImage, linear: np.ndarray, factor: int) -> np.ndarray:
+    """Encode the result; pixels the render left as they were keep their exact code values."""
+    encoded = encode_linear(linear, image.encoding)
+    if factor == 1:
+        same = np.all(np.abs(linear - image.linear_rgb) <= 1e-6, axis=-1)
+        encoded[same] = image.encoded[same]
+    return encoded
+
+
+def _upscale_alpha(alpha: np.ndarray, factor: int) -> np.ndarray:
+    from .upscale import resize_plane
+
+    h, w = alpha.shape
+    full = _full_scale(alpha.dtype)
+    up = resize_plane(alpha.astype(np.float32), w * factor, h * factor)
+    if alpha.dtype.kind in "ui":
+        return np.clip(np.round(up), 0, full).astype(alpha.dtype)
+    return up.astype(alpha.dtype)
