@@ -19,7 +19,14 @@ from .aperture import Aperture
 from .errors import BokehkitError
 from .grain import add_grain, estimate_noise
 from .highlights import DEFAULT_GAIN, recover_highlights
-from .imageio import LoadedImage, encode_linear, focal_length_35mm, load_image, save_image
+from .imageio import (
+    LoadedImage,
+    encode_linear,
+    focal_length_35mm,
+    format_for_path,
+    load_image,
+    save_image,
+)
 from .optics import DEFAULT_FOCAL_LENGTH_MM, FULL_FRAME_WIDTH_MM, Lens, strength_k
 from .progress import Progress
 from .renderers import RenderJob, get_renderer
@@ -92,6 +99,7 @@ def render_file(
         raise BokehkitError("the output would overwrite the input photo: choose another name")
     if not output_path.parent.is_dir():
         raise BokehkitError(f"output folder {output_path.parent} does not exist")
+    format_for_path(output_path)  # an unknown extension fails now, not after the render
     progress.update(0.0, "reading the photo")
     image = load_image(input_path)
     linear, report = render_image(image, settings, progress.span(0.02, 0.95))

@@ -6,41 +6,63 @@ import numpy as np
 
 
 def box_down(a: np.ndarray, factor: int) -> np.ndarray:
-    """Average `factor`×`factor` blocks; edges are padded by replication to a whole block."""
-    if factor == 1:
-        return a
+    """Average `factor`×`factor` blocks (`factor` a power of two); edges are padded by
+    replication to a whole block."""
+    while factor > 1:
+        a = _halve(a)
+        factor //= 2
+    return a
+
+
+def _halve(a: np.ndarray) -> np.ndarray:
     h, w = a.shape[:2]
-    ph, pw = -h % factor, -w % factor
-    if ph or pw:
-        pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
+    if h % 2 or w % 2:
+        pad = [(0, h % 2), (0, w % 2)] + [(0, 0)] * (a.ndim - 2)
         a = np.pad(a, pad, mode="edge")
-    h2, w2 = a.shape[0] // factor, a.shape[1] // factor
-    out = a.reshape(h2, factor, w2, factor, *a.shape[2:]).mean(axis=(1, 3), dtype=np.float32)
+    # Strided adds: several times faster than a mean over reshaped axes.
+    out = a[0::2, 0::2] + a[1::2, 0::2]
+    out += a[0::2, 1::2]
+    out += a[1::2, 1::2]
+    out *= np.float32(0.25)
     return out
 
 
-def _linear_taps(n_out: int, n_in: int, factor: float, offset: float = 0.0):
-    """Indices and weights to sample a grid of `n_in` cells of size `factor` at `n_out` pixel
-    centres. `offset` is where output pixel 0 starts, in input cells."""
-    pos = (np.arange(n_out, dtype=np.float64) + 0.5) / factor - 0.5 + offset
-    pos = np.clip(pos, 0.0, n_in - 1.0)
-    i0 = np.minimum(np.floor(pos).astype(np.intp), max(n_in - 2, 0))
-    t = (pos - i0).astype(np.float32)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, t
-
-
 def bilinear_up(a: np.ndarray, factor: int, out_h: int, out_w: int) -> np.ndarray:
-    """Upsample a `box_down` result back to (out_h, out_w), aligned on pixel centres."""
-    if factor == 1:
-        return a[:out_h, :out_w]
-    y0, y1, ty = _linear_taps(out_h, a.shape[0], factor)
-    x0, x1, tx = _linear_taps(out_w, a.shape[1], factor)
-    extra = (None,) * (a.ndim - 2)
-    ty = ty[(slice(None), None) + extra]
-    tx = tx[(slice(None),) + extra]
-    rows = a[y0] * (1 - ty) + a[y1] * ty
-    return rows[:, x0] * (1 - tx) + rows[:, x1] * tx
+    """Upsample a `box_down` result back to (out_h, out_w), aligned on pixel centres.
+
+    Repeated ×2 linear interpolation (each output pixel ¾ of its cell, ¼ of the neighbour):
+    separable strided arithmetic, much faster than gathering with index arrays.
+    """
+    while factor > 1:
+        a = _double(a)
+        factor //= 2
+    return a[:out_h, :out_w]
+
+
+def _double(a: np.ndarray) -> np.ndarray:
+    return _double_rows(_double_cols(a))  # columns (strided, slower) on the smaller array
+
+
+def _double_rows(a: np.ndarray) -> np.ndarray:
+    n = a.shape[0]
+    out = np.empty((2 * n,) + a.shape[1:], a.dtype)
+    out[0], out[-1] = a[0], a[-1]  # edges replicated
+    quarter_step = a[1:] - a[:-1]
+    quarter_step *= np.float32(0.25)
+    np.subtract(a[1:], quarter_step, out=out[2::2])
+    np.add(a[:-1], quarter_step, out=out[1:-1:2])
+    return out
+
+
+def _double_cols(a: np.ndarray) -> np.ndarray:
+    n = a.shape[1]
+    out = np.empty((a.shape[0], 2 * n) + a.shape[2:], a.dtype)
+    out[:, 0], out[:, -1] = a[:, 0], a[:, -1]
+    quarter_step = a[:, 1:] - a[:, :-1]
+    quarter_step *= np.float32(0.25)
+    np.subtract(a[:, 1:], quarter_step, out=out[:, 2::2])
+    np.add(a[:, :-1], quarter_step, out=out[:, 1:-1:2])
+    return out
 
 
 def pull_push_fill(premult: np.ndarray, weight: np.ndarray, min_size: int = 2) -> np.ndarray:

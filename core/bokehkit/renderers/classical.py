@@ -33,12 +33,14 @@ from .base import RenderJob
 
 TILE_PX = 512
 #: Slabs grow by 1 px of radius up to here, then by `SLAB_GROWTH` of their radius.
-LINEAR_SLABS_UP_TO_PX = 12.0
-SLAB_GROWTH = 0.08
+LINEAR_SLABS_UP_TO_PX = 6.0
+SLAB_GROWTH = 0.12
 #: Blur at reduced resolution while the kernel keeps at least this radius in low-res pixels.
 MIN_LOW_RES_RADIUS = 8.0
 #: Hidden background is guessed at this fraction of full resolution (it is smooth anyway).
 FILL_SCALE = 4
+#: ... from known pixels up to this far around the place in need.
+FILL_CONTEXT_PX = 64
 _EMPTY = 1e-6
 #: Below this radius the kernel is a single pixel.
 SHARP_RADIUS_PX = 0.25
@@ -119,7 +121,9 @@ class ClassicalRenderer:
                     for f in futures:
                         f.result()
                         done += 1
-                        progress.update(done / len(tiles), f"rendering bokeh, tile {done}/{len(tiles)}")
+                        progress.update(
+                            done / len(tiles), f"rendering bokeh, tile {done}/{len(tiles)}"
+                        )
                 except BaseException:
                     progress.cancel_event.set()  # stop the other tiles quickly
                     for f in futures:
@@ -141,40 +145,58 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
     rgb_w = _window(rgb, y0 - halo, y1 + halo, x0 - halo, x1 + halo)
     coc_w = _window(coc, y0 - halo, y1 + halo, x0 - halo, x1 + halo)
     lower, t = _tent(coc_w, slabs)
-    # Rows and columns where each slab can appear: a cheap bounding box per slab.
-    row_lo, row_hi = lower.min(axis=1), lower.max(axis=1) + 1
-    col_lo, col_hi = lower.min(axis=0), lower.max(axis=0) + 1
+    # Rows and columns where each group can appear: a cheap bounding box per group.
+    row_lo, row_hi = lower.min(axis=1), lower.max(axis=1)
+    col_lo, col_hi = lower.min(axis=0), lower.max(axis=0)
 
     acc = np.zeros((th, tw, 3), np.float32)  # premultiplied colour composited so far
     acc_a = np.zeros((th, tw), np.float32)  # its coverage
-    for i in range(int(lower.min()), min(int(lower.max()) + 2, len(slabs))):
-        radius = abs(float(slabs[i]))
-        s = low_res_factor(radius)
+    # A group is the pixels between slab i and slab i+1, composited far to near as ONE layer:
+    # blurred by slab i's kernel with weight 1−t plus slab i+1's with weight t. (Compositing
+    # the two parts over each other would let a surface occlude itself at its edges.)
+    for i in range(int(lower.min()), int(lower.max()) + 1):
+        r_near = abs(float(slabs[i]))
+        r_far = abs(float(slabs[min(i + 1, len(slabs) - 1)]))
+        radius = max(r_near, r_far)
+        s = low_res_factor(min(r_near, r_far))
         pad = int(math.ceil(radius)) + 2 * s + 1
-        # Slab pixels farther than `pad` from the tile cannot reach it.
-        box = _slab_box(row_lo, row_hi, col_lo, col_hi, i, halo - pad, halo + th + pad,
-                        halo - pad, halo + tw + pad)
+        # Pixels farther than `pad` from the tile cannot reach it.
+        box = _group_box(
+            row_lo,
+            row_hi,
+            col_lo,
+            col_hi,
+            i,
+            halo - pad,
+            halo + th + pad,
+            halo - pad,
+            halo + tw + pad,
+        )
         if box is None:
             continue
         ya, yb, xa, xb = box
-        alpha = _slab_alpha(lower[ya:yb, xa:xb], t[ya:yb, xa:xb], i)
-        if not alpha.any():
+        member = lower[ya:yb, xa:xb] == i
+        if not member.any():
             continue
-        # Work on the slab's box grown by the blur, clipped to the tile.
+        # Work on the group's box grown by the blur, clipped to the tile.
         oy0, oy1 = max(ya - pad, halo), min(yb + pad, halo + th)
         ox0, ox1 = max(xa - pad, halo), min(xb + pad, halo + tw)
         if oy0 >= oy1 or ox0 >= ox1:
             continue
-        layer = np.zeros((oy1 - oy0 + 2 * pad, ox1 - ox0 + 2 * pad, 4), np.float32)
-        # Place the slab's box inside the working area (it may stick out: crop it).
+        layer = np.zeros((oy1 - oy0 + 2 * pad, ox1 - ox0 + 2 * pad, 8), np.float32)
+        # Place the group's box inside the working area (it may stick out: crop it).
         sy0, sy1 = max(ya, oy0 - pad), min(yb, oy1 + pad)
         sx0, sx1 = max(xa, ox0 - pad), min(xb, ox1 + pad)
-        a = alpha[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa]
+        inside = member[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa]
+        w_far = np.where(inside, t[sy0:sy1, sx0:sx1], np.float32(0))
+        w_near = inside - w_far
         dst = layer[sy0 - oy0 + pad : sy1 - oy0 + pad, sx0 - ox0 + pad : sx1 - ox0 + pad]
-        np.multiply(rgb_w[sy0:sy1, sx0:sx1], a[..., None], out=dst[..., :3])
-        dst[..., 3] = a
-        if radius > SHARP_RADIUS_PX:
-            layer = _blur(layer, radius, s, aperture, centre_offset)
+        colour = rgb_w[sy0:sy1, sx0:sx1]
+        np.multiply(colour, w_near[..., None], out=dst[..., 0:3])
+        dst[..., 3] = w_near
+        np.multiply(colour, w_far[..., None], out=dst[..., 4:7])
+        dst[..., 7] = w_far
+        layer = _blur_pair(layer, r_near, r_far, s, aperture, centre_offset)
         layer = layer[pad:-pad, pad:-pad]
         np.clip(layer, 0.0, None, out=layer)  # FFT round-off
         cover = np.minimum(layer[..., 3], 1.0)
@@ -199,8 +221,8 @@ def _tent(coc: np.ndarray, slabs: np.ndarray):
     return lower.astype(np.int32), np.clip(t, 0.0, 1.0).astype(np.float32)
 
 
-def _slab_box(row_lo, row_hi, col_lo, col_hi, i, ya, yb, xa, xb):
-    """Bounding box of rows/columns that may hold slab i, within [ya, yb) × [xa, xb)."""
+def _group_box(row_lo, row_hi, col_lo, col_hi, i, ya, yb, xa, xb):
+    """Bounding box of rows/columns that may hold group i, within [ya, yb) × [xa, xb)."""
     ya, xa = max(ya, 0), max(xa, 0)
     rows = np.flatnonzero((row_lo[ya:yb] <= i) & (row_hi[ya:yb] >= i))
     cols = np.flatnonzero((col_lo[xa:xb] <= i) & (col_hi[xa:xb] >= i))
@@ -209,25 +231,30 @@ def _slab_box(row_lo, row_hi, col_lo, col_hi, i, ya, yb, xa, xb):
     return ya + rows[0], ya + rows[-1] + 1, xa + cols[0], xa + cols[-1] + 1
 
 
-def _slab_alpha(lower: np.ndarray, t: np.ndarray, i: int) -> np.ndarray:
-    """Coverage of slab i in "over" compositing.
-
-    A pixel between slabs j and j+1 (tent weight t toward j+1) is drawn fully opaque into the
-    farther slab j and with opacity t into the nearer one, which composites to (1−t)·j + t·(j+1).
-    """
-    alpha = (lower == i).astype(np.float32)
-    if i > 0:
-        alpha += np.where(lower == i - 1, t, 0.0).astype(np.float32)
-    return alpha
-
-
-def _blur(layer: np.ndarray, radius: float, s: int, aperture, centre_offset) -> np.ndarray:
-    """Convolve a premultiplied RGBA slab with the aperture kernel, at 1/s resolution."""
+def _blur_pair(layer, r_near, r_far, s, aperture, centre_offset) -> np.ndarray:
+    """Blur channels 0–3 by a disc of `r_near` and 4–7 by one of `r_far` (both premultiplied
+    RGBA), at 1/s resolution, and return their sum (4 channels)."""
     h, w = layer.shape[:2]
+    near, far = layer[..., :4], layer[..., 4:]
+    # A sharp part is passed through exactly (in-focus pixels stay bit-identical).
+    if r_near <= SHARP_RADIUS_PX or r_far <= SHARP_RADIUS_PX:
+        sharp, blurry, r = (near, far, r_far) if r_near <= SHARP_RADIUS_PX else (far, near, r_near)
+        if r <= SHARP_RADIUS_PX or not blurry.any():
+            return sharp + blurry
+        kernel = aperture.kernel(r / s, centre_offset)[..., None]
+        low = fftconvolve(box_down(blurry, s), kernel, mode="same", axes=(0, 1))
+        return sharp + bilinear_up(low.astype(np.float32), s, h, w)
     low = box_down(layer, s)
-    kernel = aperture.kernel(radius / s, centre_offset)
-    blurred = fftconvolve(low, kernel[..., None], mode="same", axes=(0, 1)).astype(np.float32)
-    return bilinear_up(blurred, s, h, w)
+    k_near = aperture.kernel(r_near / s, centre_offset)
+    k_far = aperture.kernel(r_far / s, centre_offset)
+    size = max(k_near.shape[0], k_far.shape[0])
+    kernels = np.zeros((size, size, 8), np.float32)
+    for kernel, channels in ((k_near, slice(0, 4)), (k_far, slice(4, 8))):
+        o = (size - kernel.shape[0]) // 2
+        kernels[o : o + kernel.shape[0], o : o + kernel.shape[1], channels] = kernel[..., None]
+    blurred = fftconvolve(low, kernels, mode="same", axes=(0, 1))
+    summed = (blurred[..., :4] + blurred[..., 4:]).astype(np.float32)
+    return bilinear_up(summed, s, h, w)
 
 
 def _fill_hidden_under(acc, acc_a, cover, rect) -> None:
@@ -237,11 +264,32 @@ def _fill_hidden_under(acc, acc_a, cover, rect) -> None:
     ty0, ty1, tx0, tx1 = rect
     acc_a_r = acc_a[ty0:ty1, tx0:tx1]
     need = (acc_a_r < 1.0 - 1e-3) & (cover > 1e-3) & (cover < 1.0 - 1e-3)
-    if not need.any() or acc_a.max() < 1e-3:
-        return  # nothing hidden under it, or nothing known yet to guess from
-    guess = pull_push_fill(box_down(acc, FILL_SCALE), box_down(acc_a, FILL_SCALE))
-    guess = bilinear_up(guess, FILL_SCALE, acc.shape[0], acc.shape[1])[ty0:ty1, tx0:tx1]
-    acc_r = acc[ty0:ty1, tx0:tx1]
-    missing = np.where(need, 1.0 - acc_a_r, 0.0).astype(np.float32)
-    acc_r += guess * missing[..., None]
-    acc_a_r += missing
+    rows, cols = np.flatnonzero(need.any(axis=1)), np.flatnonzero(need.any(axis=0))
+    if rows.size == 0:
+        return
+    # Guess from the neighbourhood of the place in need only.
+    th, tw = acc_a.shape
+    fy0, fy1 = (
+        max(ty0 + rows[0] - FILL_CONTEXT_PX, 0),
+        min(ty0 + rows[-1] + 1 + FILL_CONTEXT_PX, th),
+    )
+    fx0, fx1 = (
+        max(tx0 + cols[0] - FILL_CONTEXT_PX, 0),
+        min(tx0 + cols[-1] + 1 + FILL_CONTEXT_PX, tw),
+    )
+    known_a = acc_a[fy0:fy1, fx0:fx1]
+    if known_a.max(initial=0.0) < 1e-3:
+        return  # nothing known yet to guess from
+    low_a = box_down(known_a, FILL_SCALE)
+    guess = pull_push_fill(box_down(acc[fy0:fy1, fx0:fx1], FILL_SCALE), low_a)
+    guess = bilinear_up(guess, FILL_SCALE, fy1 - fy0, fx1 - fx0)
+    # Apply over the bounding box of the need (inside both rectangles).
+    ny0, ny1, nx0, nx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    gy0, gx0 = ty0 + ny0 - fy0, tx0 + nx0 - fx0
+    guess = guess[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
+    need_box = need[ny0:ny1, nx0:nx1]
+    acc_box = acc[ty0 + ny0 : ty0 + ny1, tx0 + nx0 : tx0 + nx1]
+    acc_a_box = acc_a[ty0 + ny0 : ty0 + ny1, tx0 + nx0 : tx0 + nx1]
+    missing = np.where(need_box, 1.0 - acc_a_box, 0.0).astype(np.float32)
+    acc_box += guess * missing[..., None]
+    acc_a_box += missing

@@ -1,0 +1,132 @@
+"""The classical renderer against what optics says must happen."""
+
+import numpy as np
+import pytest
+
+from bokehkit.aperture import Aperture
+from bokehkit.progress import Cancelled, Progress
+from bokehkit.renderers.base import RenderJob
+from bokehkit.renderers.classical import ClassicalRenderer, signed_slabs
+
+
+def render(image, coc, **aperture):
+    job = RenderJob(image.astype(np.float32), coc.astype(np.float32), Aperture(**aperture))
+    return ClassicalRenderer(threads=1).render(job, Progress())
+
+
+def point_light(size=161, value=1000.0):
+    img = np.zeros((size, size, 3), np.float32)
+    img[size // 2, size // 2] = value
+    return img
+
+
+@pytest.mark.parametrize("radius", [2.5, 3.0, 4.4, 5.0, 6.0])
+def test_point_light_becomes_disc_of_its_coc_with_energy_kept(radius):
+    """Up to 6 px slabs are 1 px apart, so even a radius between two slabs keeps its
+    half-maximum diameter within 1 px (beyond, slabs grow by 12 %: see the rms test)."""
+    img = point_light()
+    out = render(img, np.full(img.shape[:2], -radius))
+    lum = out[..., 0]
+    assert lum.sum() == pytest.approx(1000.0, rel=1e-3)
+    # Half-maximum diameter through the centre: the thin-lens disc, ±1 px.
+    row = lum[80]
+    diameter = np.count_nonzero(row >= 0.5 * lum[80, 80])
+    assert abs(diameter - 2 * radius) <= 1.0
+    # Evenly lit: the middle half of the disc is flat within 5 %.
+    inner = lum[80, 80 - int(radius / 2) : 80 + int(radius / 2) + 1]
+    assert inner.max() / inner.min() < 1.05
+
+
+def test_point_light_between_slabs_keeps_its_size():
+    """Radii between two slabs mix two discs; the rms size must still be the CoC."""
+    img = point_light()
+    for radius in (7.1, 10.0, 13.7, 24.0, 29.3, 40.0):
+        out = render(img, np.full(img.shape[:2], radius))[..., 0]
+        assert out.sum() == pytest.approx(1000.0, rel=1e-3)
+        yy, xx = np.mgrid[:161, :161] - 80
+        rms = np.sqrt((out * (xx**2 + yy**2)).sum() / out.sum())
+        # A uniform disc of radius r has rms radius r/√2.
+        assert abs(rms * np.sqrt(2) - radius) <= 0.5
+
+
+def test_in_focus_pixels_are_untouched():
+    rng = np.random.default_rng(0)
+    img = rng.random((96, 128, 3)).astype(np.float32)
+    coc = np.zeros((96, 128), np.float32)
+    coc[:, 96:] = -12.0  # background on the right only
+    out = render(img, coc)
+    assert np.array_equal(out[:, :60], img[:, :60])
+
+
+def step_edge(left_coc, right_coc, width=200):
+    img = np.zeros((48, width, 3), np.float32)
+    img[:, : width // 2] = 1.0
+    coc = np.zeros((48, width), np.float32)
+    coc[:, : width // 2] = left_coc
+    coc[:, width // 2 :] = right_coc
+    return render(img, coc)[24, :, 0]
+
+
+def test_sharp_foreground_gets_no_halo_from_blurred_background():
+    # Left: bright, in focus. Right: dark, behind the focal plane, blurred 10 px.
+    row = step_edge(0.0, -10.0)
+    assert np.all(row[:100] == 1.0)  # the in-focus side stays exactly itself
+    assert np.all(row[100:] < 1e-6)  # and its light does not spread behind it
+
+
+def test_blurred_foreground_turns_translucent_over_sharp_background():
+    # Left: bright, in front, blurred 10 px. Right: dark, in focus.
+    row = step_edge(10.0, 0.0)
+    # Thin-lens truth (ray-traced in research/anchors.md §2.3): ~0.56 one pixel inside the
+    # edge, ~0.50 on it, ~0.19 five pixels out, 0 beyond the radius.
+    assert 0.45 < row[99] < 0.62
+    assert 0.40 < row[100] < 0.56
+    assert 0.10 < row[105] < 0.26
+    assert row[111] < 0.02
+    assert row[80] > 0.99
+
+
+def test_thin_blurred_foreground_does_not_leave_a_dark_line():
+    """A thin dark twig in front, far out of focus, must fade into the background."""
+    img = np.full((80, 80, 3), 0.5, np.float32)
+    img[:, 39:42] = 0.0
+    coc = np.zeros((80, 80), np.float32)
+    coc[:, 39:42] = 15.0
+    row = render(img, coc)[40, :, 0]
+    # 3 px of black spread over a 30 px disc: the middle darkens by about 3·30/(π·15²) ≈ 13 %.
+    assert row[40] > 0.38
+    assert row.min() > 0.38
+
+
+def test_polygon_aperture_and_rotation():
+    img = point_light()
+    coc = np.full(img.shape[:2], -30.0)
+    hexagon = render(img, coc, blades=6)[..., 0] > 1e-4
+    circle = render(img, coc)[..., 0] > 1e-4
+    # A hexagon inscribed in the circle covers 3√3/(2π) ≈ 83 % of its area.
+    assert hexagon.sum() / circle.sum() == pytest.approx(0.83, abs=0.04)
+    rotated = render(img, coc, blades=6, rotation_deg=30)[..., 0] > 1e-4
+    assert np.count_nonzero(hexagon != rotated) > 100
+    assert np.array_equal(np.rot90(rotated, 1) > 0, np.rot90(rotated, 1) > 0)
+
+
+def test_cats_eye_narrows_discs_toward_the_corners():
+    ap = Aperture(cat_eye=1.0)
+    centre = ap.kernel(20.0, (0.0, 0.0))
+    corner = ap.kernel(20.0, (0.7, 0.7))
+    assert np.count_nonzero(corner > 0) < 0.6 * np.count_nonzero(centre > 0)
+    assert corner.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_slabs_cover_front_and_back():
+    slabs = signed_slabs(np.array([-20.0, 0.0, 35.0]))
+    assert slabs[0] <= -20.0 and slabs[-1] >= 35.0
+    assert np.all(np.diff(slabs) > 0)
+
+
+def test_cancel_between_tiles():
+    img = np.zeros((600, 600, 3), np.float32)
+    progress = Progress()
+    progress.cancel()
+    with pytest.raises(Cancelled):
+        ClassicalRenderer(tile_px=128).render(RenderJob(img, np.zeros((600, 600))), progress)
