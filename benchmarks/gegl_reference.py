@@ -121,7 +121,8 @@ def gegl_lens_blur_seconds(
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
         if p.returncode != 0 or not lines:
             raise RuntimeError(
-                f"gegl:lens-blur run failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+                f"gegl:lens-blur run failed ({p.returncode}):\n"
+                f"{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
             )
         result = json.loads(lines[-1])
         result["output"] = np.load(job / "out.npy") if want_output else None

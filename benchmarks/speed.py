@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -99,8 +98,17 @@ def peak_memory_24mp() -> dict:
         disparity = 1.0 - radius / radius.max()  # near = bright; the subject is nearest
         Image.fromarray((disparity * 65535).astype(np.uint16)).save(tmp / "depth.png")
         args = [
-            "render", str(tmp / "photo.jpg"), "--depth", str(tmp / "depth.png"),
-            "--focus-disparity", "1.0", "--aperture", "1.4", "-o", str(tmp / "out.jpg"), "-q",
+            "render",
+            str(tmp / "photo.jpg"),
+            "--depth",
+            str(tmp / "depth.png"),
+            "--focus-disparity",
+            "1.0",
+            "--aperture",
+            "1.4",
+            "-o",
+            str(tmp / "out.jpg"),
+            "-q",
         ]
         # The child reports its own peak RSS, so nothing else run here can be counted.
         probe = (
@@ -109,8 +117,13 @@ def peak_memory_24mp() -> dict:
             "sys.exit(rc)"
         )
         t = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", probe, *args], check=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         seconds = time.perf_counter() - t
         peak_kib = int(done.stderr.strip().splitlines()[-1])
     return {"megapixels": w * h / 1e6, "peak_rss_gib": peak_kib / 2**20, "seconds": seconds}
@@ -127,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     mp = WIDTH * HEIGHT / 1e6
-    print(f"# classical renderer speed, {WIDTH}×{HEIGHT} ({mp:.0f} MP), "
-          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"{time.strftime('%Y-%m-%d')}")
+    print(
+        f"# classical renderer speed, {WIDTH}×{HEIGHT} ({mp:.0f} MP), "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
     rows = []
     for r in args.radii:
         image, radius = make_test_scene(WIDTH, HEIGHT, max_radius=r)
@@ -155,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_memory:
         mem = peak_memory_24mp()
         result["memory_24mp"] = mem
-        print(f"24 MP render (bokehkit render, JPEG + 16-bit depth): peak RSS "
-              f"{mem['peak_rss_gib']:.2f} GiB, {mem['seconds']:.1f} s")
+        print(
+            f"24 MP render (bokehkit render, JPEG + 16-bit depth): peak RSS "
+            f"{mem['peak_rss_gib']:.2f} GiB, {mem['seconds']:.1f} s"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

@@ -15,7 +15,11 @@ def bokehkit(*args, cwd=None):
     env = {"PYTHONPATH": str(REPO / "core"), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
         [sys.executable, "-m", "bokehkit", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
     )
 
 
@@ -38,9 +42,25 @@ def scene(tmp_path):
 
 def test_bench_command_renders_a_metric_scene(scene):
     out = scene / "out.png"
-    r = bokehkit("render", "aif.png", "--depth", "depth.npy", "--depth-units", "m",
-                 "--focus-distance", "1.5", "--aperture", "1.4", "--focal-length", "50",
-                 "--sensor-width", "36", "-o", out, cwd=scene)
+    r = bokehkit(
+        "render",
+        "aif.png",
+        "--depth",
+        "depth.npy",
+        "--depth-units",
+        "m",
+        "--focus-distance",
+        "1.5",
+        "--aperture",
+        "1.4",
+        "--focal-length",
+        "50",
+        "--sensor-width",
+        "36",
+        "-o",
+        out,
+        cwd=scene,
+    )
     assert r.returncode == 0, r.stderr
     result = np.asarray(Image.open(out)).astype(int)
     src = np.asarray(Image.open(scene / "aif.png")).astype(int)
@@ -52,8 +72,18 @@ def test_bench_command_renders_a_metric_scene(scene):
 
 def test_focus_mask_and_point(scene):
     for args in (["--focus-mask", "mask.png"], ["--focus-point", "90,70"]):
-        r = bokehkit("render", "aif.png", "--depth", "depth.npy", "--depth-units", "m",
-                     *args, "-o", "out.png", cwd=scene)
+        r = bokehkit(
+            "render",
+            "aif.png",
+            "--depth",
+            "depth.npy",
+            "--depth-units",
+            "m",
+            *args,
+            "-o",
+            "out.png",
+            cwd=scene,
+        )
         assert r.returncode == 0, r.stderr
 
 

@@ -17,6 +17,7 @@ except ImportError:  # running from a plain checkout without an installed packag
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
 import tifffile
+
 from bokehkit import colour, imageio
 from bokehkit.errors import BokehkitError
 
@@ -33,7 +34,10 @@ def _s15f16(*vals: float) -> bytes:
 def make_icc(space: str = "RGB", trc: bytes | None = None) -> bytes:
     """A minimal matrix/TRC ICC v2 profile with the given TRC tag body."""
     assert trc is not None
-    xyz = lambda x, y, z: b"XYZ \0\0\0\0" + _s15f16(x, y, z)
+
+    def xyz(x, y, z):
+        return b"XYZ \0\0\0\0" + _s15f16(x, y, z)
+
     if space == "RGB":
         tags = [
             (b"wtpt", xyz(0.9642, 1.0, 0.8249)),

@@ -21,8 +21,9 @@ def metric_scene(tmp_path, dtype=np.uint16, alpha=True):
     rgba[..., 3] = np.linspace(0, maxv, w).astype(dtype)[None]
     if not alpha:
         rgba = rgba[..., :3]
-    tifffile.imwrite(tmp_path / "in.tif", rgba, photometric="rgb",
-                     extrasamples=[2] if alpha else None)
+    tifffile.imwrite(
+        tmp_path / "in.tif", rgba, photometric="rgb", extrasamples=[2] if alpha else None
+    )
     depth = np.full((h, w), 8.0, np.float32)
     depth[20:76, 30:98] = 2.0
     np.save(tmp_path / "depth.npy", depth)
@@ -31,8 +32,13 @@ def metric_scene(tmp_path, dtype=np.uint16, alpha=True):
 
 def test_16bit_rgba_keeps_alpha_bits_and_in_focus_pixels(tmp_path):
     src = metric_scene(tmp_path)
-    settings = RenderSettings(depth_path=str(tmp_path / "depth.npy"), depth_units="m",
-                              depth_kind="depth", focus_distance_m=2.0, f_number=1.4)
+    settings = RenderSettings(
+        depth_path=str(tmp_path / "depth.npy"),
+        depth_units="m",
+        depth_kind="depth",
+        focus_distance_m=2.0,
+        f_number=1.4,
+    )
     render_file(tmp_path / "in.tif", tmp_path / "out.tif", settings)
     out = tifffile.imread(tmp_path / "out.tif")
     assert out.dtype == np.uint16 and out.shape == src.shape
@@ -47,9 +53,15 @@ def test_float_tiff_is_rendered_in_linear_light_without_clipping(tmp_path):
     img[80, 80] = 200.0  # a light far brighter than white
     tifffile.imwrite(tmp_path / "in.tif", img, photometric="rgb")
     np.save(tmp_path / "d.npy", np.full((160, 160), 10.0, np.float32))
-    settings = RenderSettings(depth_path=str(tmp_path / "d.npy"), depth_units="m",
-                              depth_kind="depth", focus_distance_m=1.0, f_number=2.0,
-                              focal_length_mm=200, grain=0)  # r limited to 16 px
+    settings = RenderSettings(
+        depth_path=str(tmp_path / "d.npy"),
+        depth_units="m",
+        depth_kind="depth",
+        focus_distance_m=1.0,
+        f_number=2.0,
+        focal_length_mm=200,
+        grain=0,
+    )  # r limited to 16 px
     render_file(tmp_path / "in.tif", tmp_path / "out.tif", settings)
     out = tifffile.imread(tmp_path / "out.tif")
     assert out.dtype == np.float32

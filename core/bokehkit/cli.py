@@ -68,41 +68,96 @@ def _point(text: str) -> tuple[float, float]:
 def _add_render_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("depth")
     g.add_argument("--depth", metavar="FILE", help="depth or disparity map (PNG, TIFF, .npy)")
-    g.add_argument("--depth-units", choices=UNITS, default="relative",
-                   help="'m', 'cm' or 'mm' for metric depth; 'relative' otherwise (default)")
-    g.add_argument("--depth-kind", choices=KINDS, default=None,
-                   help="what the map holds (default: disparity; depth for metric units)")
-    g.add_argument("--depth-near", choices=("bright", "dark"), default=None,
-                   help="which end of a relative map is near (default: bright for disparity)")
+    g.add_argument(
+        "--depth-units",
+        choices=UNITS,
+        default="relative",
+        help="'m', 'cm' or 'mm' for metric depth; 'relative' otherwise (default)",
+    )
+    g.add_argument(
+        "--depth-kind",
+        choices=KINDS,
+        default=None,
+        help="what the map holds (default: disparity; depth for metric units)",
+    )
+    g.add_argument(
+        "--depth-near",
+        choices=("bright", "dark"),
+        default=None,
+        help="which end of a relative map is near (default: bright for disparity)",
+    )
     g = p.add_argument_group("focus (default: the mask, else the point, else the centre)")
-    g.add_argument("--focus-mask", "--mask", metavar="FILE",
-                   help="painted focus mask: white = sharp, soft edges respected")
+    g.add_argument(
+        "--focus-mask",
+        "--mask",
+        metavar="FILE",
+        help="painted focus mask: white = sharp, soft edges respected",
+    )
     g.add_argument("--focus-point", metavar="X,Y", type=_point, help="focus on this pixel")
-    g.add_argument("--focus-distance", metavar="M", type=float,
-                   help="focal plane distance in metres (metric depth)")
-    g.add_argument("--focus-disparity", metavar="D", type=float,
-                   help="focal plane as a disparity (0…1 for relative maps)")
+    g.add_argument(
+        "--focus-distance",
+        metavar="M",
+        type=float,
+        help="focal plane distance in metres (metric depth)",
+    )
+    g.add_argument(
+        "--focus-disparity",
+        metavar="D",
+        type=float,
+        help="focal plane as a disparity (0…1 for relative maps)",
+    )
     g = p.add_argument_group("lens")
-    g.add_argument("--aperture", "-f", metavar="N", type=float, default=2.0,
-                   help="f-number (default 2)")
-    g.add_argument("--focal-length", metavar="MM", type=float, default=None,
-                   help="35 mm-equivalent focal length (default: from EXIF, else 50)")
-    g.add_argument("--sensor-width", metavar="MM", type=float, default=36.0,
-                   help="sensor width the focal length refers to (default 36)")
-    g.add_argument("--strength", metavar="K", type=float, default=None,
-                   help="blur radius in px per unit disparity, instead of the lens model")
+    g.add_argument(
+        "--aperture", "-f", metavar="N", type=float, default=2.0, help="f-number (default 2)"
+    )
+    g.add_argument(
+        "--focal-length",
+        metavar="MM",
+        type=float,
+        default=None,
+        help="35 mm-equivalent focal length (default: from EXIF, else 50)",
+    )
+    g.add_argument(
+        "--sensor-width",
+        metavar="MM",
+        type=float,
+        default=36.0,
+        help="sensor width the focal length refers to (default 36)",
+    )
+    g.add_argument(
+        "--strength",
+        metavar="K",
+        type=float,
+        default=None,
+        help="blur radius in px per unit disparity, instead of the lens model",
+    )
     g.add_argument("--blades", type=int, default=0, help="aperture blades: 0 = circle, or 5–9")
     g.add_argument("--blade-rotation", metavar="DEG", type=float, default=0.0)
-    g.add_argument("--cat-eye", metavar="0-1", type=float, default=0.0,
-                   help="cat's-eye bokeh toward the corners (default 0, off)")
+    g.add_argument(
+        "--cat-eye",
+        metavar="0-1",
+        type=float,
+        default=0.0,
+        help="cat's-eye bokeh toward the corners (default 0, off)",
+    )
     g = p.add_argument_group("look")
-    g.add_argument("--highlights", metavar="GAIN", type=float, default=DEFAULT_GAIN,
-                   help=f"brightness recovered in clipped small lights (default {DEFAULT_GAIN:g}"
-                        ", 1 = off)")
-    g.add_argument("--grain", metavar="AMOUNT", type=float, default=1.0,
-                   help="noise put back into blurred areas, 1 = match the photo, 0 = none")
-    g.add_argument("--sr", type=int, choices=(1, 2, 4), default=1,
-                   help="super-resolution factor (default 1)")
+    g.add_argument(
+        "--highlights",
+        metavar="GAIN",
+        type=float,
+        default=DEFAULT_GAIN,
+        help=f"brightness recovered in clipped small lights (default {DEFAULT_GAIN:g}, 1 = off)",
+    )
+    g.add_argument(
+        "--grain",
+        metavar="AMOUNT",
+        type=float,
+        default=1.0,
+        help="noise put back into blurred areas, 1 = match the photo, 0 = none",
+    )
+    g.add_argument(
+        "--sr", type=int, choices=(1, 2, 4), default=1, help="super-resolution factor (default 1)"
+    )
     g.add_argument("--engine", choices=ENGINES, default="classical")
 
 

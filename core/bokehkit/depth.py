@@ -32,7 +32,7 @@ class DepthMap:
     def shape(self) -> tuple[int, int]:
         return self.inverse_depth.shape  # type: ignore[return-value]
 
-    def resized(self, width: int, height: int) -> "DepthMap":
+    def resized(self, width: int, height: int) -> DepthMap:
         return DepthMap(resize_map(self.inverse_depth, width, height), self.metric, self.source)
 
 

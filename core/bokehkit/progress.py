@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -34,7 +34,7 @@ class Progress:
             with self._lock:
                 self._callback(f, text)
 
-    def span(self, start: float, end: float) -> "Progress":
+    def span(self, start: float, end: float) -> Progress:
         """A Progress for the sub-step that covers [start, end] of this one."""
         a = self._start + (self._end - self._start) * start
         b = self._start + (self._end - self._start) * end

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-
 from .errors import BokehkitError
 from .pipeline import RenderSettings, render_file
 from .progress import Progress
@@ -82,4 +81,3 @@ def _side_by_side(left: Path, right: Path, out: Path) -> None:
         canvas.paste(a, (0, 0))
         canvas.paste(b, (a.width + gap, 0))
         canvas.save(out, quality=90)
-
