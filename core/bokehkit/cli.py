@@ -61,7 +61,7 @@ def _point(text: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in text.replace(" ", "").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X,Y in pixels, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected two numbers A,B, got {text!r}") from None
     return x, y
 
 
@@ -85,6 +85,13 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         choices=("bright", "dark"),
         default=None,
         help="which end of a relative map is near (default: bright for disparity)",
+    )
+    g.add_argument(
+        "--depth-range",
+        metavar="NEAR,FAR",
+        type=_point,
+        default=None,
+        help="metres at the near and far ends of a relative map (makes it metric)",
     )
     g = p.add_argument_group("focus (default: the mask, else the point, else the centre)")
     g.add_argument(
@@ -169,6 +176,7 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
         depth_units=args.depth_units,
         depth_kind=args.depth_kind or ("depth" if metric else "disparity"),
         depth_near=args.depth_near,
+        depth_range_m=args.depth_range,
         focus_mask_path=args.focus_mask,
         focus_point=args.focus_point,
         focus_distance_m=args.focus_distance,

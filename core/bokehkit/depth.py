@@ -41,9 +41,14 @@ def load_depth(
     units: str = "relative",
     kind: str = "disparity",
     near: str | None = None,
+    range_m: tuple[float, float] | None = None,
 ) -> DepthMap:
     """Read a depth or disparity map. `near` ('bright' or 'dark') defaults to the usual
-    convention of `kind`: disparity maps are bright near, depth maps dark near."""
+    convention of `kind`: disparity maps are bright near, depth maps dark near.
+
+    `range_m` = (near, far) makes a relative map metric: its near end is `near` metres and
+    its far end `far` metres, linear in disparity (or in depth, for a depth map), as phones
+    store their depth maps (Google's GDepth Near/Far)."""
     if units not in UNITS:
         raise BokehkitError(f"unknown depth units {units!r}: use one of {', '.join(UNITS)}")
     if kind not in KINDS:
@@ -73,6 +78,8 @@ def load_depth(
     near = near or ("bright" if kind == "disparity" else "dark")
     if data.dtype != np.float32 or max_code(data) > 1:
         data = data / max_code(data)
+    if range_m is not None:
+        return _ranged(data, kind, near, range_m, Path(path).name)
     lo, hi = np.percentile(data, ROBUST_PERCENTILES)
     if hi - lo < 1e-6:
         raise BokehkitError(
@@ -86,6 +93,18 @@ def load_depth(
         # the ordering and a plausible 1/z falloff without inventing a scale.
         norm = _relative_depth_to_disparity(norm)
     return DepthMap(norm, False, f"{Path(path).name} ({kind}, near {near})")
+
+
+def _ranged(data, kind, near, range_m, name) -> DepthMap:
+    z_near, z_far = (float(v) for v in range_m)
+    if not 0 < z_near < z_far:
+        raise BokehkitError(f"depth range must be 0 < near < far metres, not {z_near}, {z_far}")
+    nearness = np.clip(data if near == "bright" else 1.0 - data, 0.0, 1.0)
+    if kind == "disparity":
+        inv = 1.0 / z_far + nearness * (1.0 / z_near - 1.0 / z_far)
+    else:
+        inv = 1.0 / (z_far - nearness * (z_far - z_near))
+    return DepthMap(inv.astype(np.float32), True, f"{name} ({kind}, {z_near:g}–{z_far:g} m)")
 
 
 def _relative_depth_to_disparity(nearness: np.ndarray) -> np.ndarray:

@@ -46,6 +46,7 @@ class RenderSettings:
     depth_units: str = "relative"
     depth_kind: str = "disparity"
     depth_near: str | None = None
+    depth_range_m: tuple[float, float] | None = None  # a relative map's (near, far) in metres
     focus_mask_path: str | None = None
     focus_mask: np.ndarray | None = None  # library callers may pass the mask itself
     focus_point: tuple[float, float] | None = None
@@ -130,7 +131,11 @@ def render_image(
     # Depth.
     if settings.depth_path:
         depth = depth_mod.load_depth(
-            settings.depth_path, settings.depth_units, settings.depth_kind, settings.depth_near
+            settings.depth_path,
+            settings.depth_units,
+            settings.depth_kind,
+            settings.depth_near,
+            settings.depth_range_m,
         )
         depth = depth_mod.fit_to_image(depth, width, height)
     else:

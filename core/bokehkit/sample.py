@@ -31,32 +31,18 @@ def sample_settings(folder: Path | None = None) -> tuple[Path, RenderSettings]:
     """The sample photo and the settings the demo renders it with."""
     folder = folder or sample_dir()
     info = json.loads((folder / "sample.json").read_text())
-    lens = info["lens"]
     depth = info["depth"]
     settings = RenderSettings(
         depth_path=str(folder / depth["file"]),
-        depth_units="relative",
         depth_kind=depth["kind"],
         depth_near=depth["near"],
-        focus_point=tuple(info["focus_point_px"]),
-        f_number=lens["f_number"],
-        focal_length_mm=lens["focal_length_mm"],
-        sensor_width_mm=lens["sensor_width_mm"],
-        strength=_metric_strength(info),
+        depth_range_m=(depth["z_min_m"], depth["z_max_m"]),
+        focus_point=(float(info["focus"]["x"]), float(info["focus"]["y"])),
+        f_number=info["suggested_f_number"],
+        focal_length_mm=info["focal_length_mm"],
+        sensor_width_mm=info["sensor_width_mm"],
     )
-    return folder / info["image"], settings
-
-
-def _metric_strength(info: dict) -> float:
-    """The sample's disparity map is metric up to a known affine map; this K makes the
-    relative render exactly the thin-lens one (see optics.py)."""
-    from .optics import Lens
-
-    lens, depth = info["lens"], info["depth"]
-    k_m = Lens(lens["f_number"], lens["focal_length_mm"], lens["sensor_width_mm"]).k_metric_px_m(
-        info["width"]
-    )
-    return k_m * (1.0 / depth["z_min_m"] - 1.0 / depth["z_max_m"])
+    return folder / info["image"]["file"], settings
 
 
 def render_demo(out_dir: Path, progress: Progress | None = None) -> DemoResult:

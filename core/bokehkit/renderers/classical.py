@@ -25,7 +25,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy.signal import fftconvolve
+from scipy.fft import irfft2, next_fast_len, rfft2
 
 from ..progress import Progress
 from ..resample import bilinear_up, box_down, pull_push_fill
@@ -36,7 +36,7 @@ TILE_PX = 512
 LINEAR_SLABS_UP_TO_PX = 6.0
 SLAB_GROWTH = 0.12
 #: Blur at reduced resolution while the kernel keeps at least this radius in low-res pixels.
-MIN_LOW_RES_RADIUS = 8.0
+MIN_LOW_RES_RADIUS = 6.0
 #: Hidden background is guessed at this fraction of full resolution (it is smooth anyway).
 FILL_SCALE = 4
 #: ... from known pixels up to this far around the place in need.
@@ -140,7 +140,8 @@ class ClassicalRenderer:
 def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.ndarray:
     y0, y1, x0, x1 = tile
     th, tw = y1 - y0, x1 - x0
-    halo = int(math.ceil(max_r)) + 2 * low_res_factor(max_r) + 2
+    s_max = low_res_factor(max_r)
+    halo = int(math.ceil(max_r)) + 4 * s_max + 2
     # Everything within reach of the largest blur, read once.
     rgb_w = _window(rgb, y0 - halo, y1 + halo, x0 - halo, x1 + halo)
     coc_w = _window(coc, y0 - halo, y1 + halo, x0 - halo, x1 + halo)
@@ -149,18 +150,18 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
     row_lo, row_hi = lower.min(axis=1), lower.max(axis=1)
     col_lo, col_hi = lower.min(axis=0), lower.max(axis=0)
 
-    acc = np.zeros((th, tw, 3), np.float32)  # premultiplied colour composited so far
-    acc_a = np.zeros((th, tw), np.float32)  # its coverage
+    # The composite so far (premultiplied RGB + coverage), kept at the resolution of the
+    # blurriest group not yet followed by a sharper one: far-away blur is composited at low
+    # resolution and refined only as the groups come closer to the focal plane.
+    acc, scale = None, 1
     # A group is the pixels between slab i and slab i+1, composited far to near as ONE layer:
     # blurred by slab i's kernel with weight 1−t plus slab i+1's with weight t. (Compositing
     # the two parts over each other would let a surface occlude itself at its edges.)
     for i in range(int(lower.min()), int(lower.max()) + 1):
         r_near = abs(float(slabs[i]))
         r_far = abs(float(slabs[min(i + 1, len(slabs) - 1)]))
-        radius = max(r_near, r_far)
         s = low_res_factor(min(r_near, r_far))
-        pad = int(math.ceil(radius)) + 2 * s + 1
-        # Pixels farther than `pad` from the tile cannot reach it.
+        pad = -(-(int(math.ceil(max(r_near, r_far))) + 2 * s + 1) // s) * s  # a multiple of s
         box = _group_box(
             row_lo,
             row_hi,
@@ -178,38 +179,83 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
         member = lower[ya:yb, xa:xb] == i
         if not member.any():
             continue
-        # Work on the group's box grown by the blur, clipped to the tile.
-        oy0, oy1 = max(ya - pad, halo), min(yb + pad, halo + th)
-        ox0, ox1 = max(xa - pad, halo), min(xb + pad, halo + tw)
-        if oy0 >= oy1 or ox0 >= ox1:
+        # Output rectangle, relative to the tile and aligned to s: the group's box grown by
+        # the blur, clipped to the tile (rounded up to whole blocks).
+        ry0 = max((ya - halo - pad) // s * s, 0)
+        ry1 = min(-(-(yb - halo + pad) // s) * s, -(-th // s) * s)
+        rx0 = max((xa - halo - pad) // s * s, 0)
+        rx1 = min(-(-(xb - halo + pad) // s) * s, -(-tw // s) * s)
+        if ry0 >= ry1 or rx0 >= rx1:
             continue
-        layer = np.zeros((oy1 - oy0 + 2 * pad, ox1 - ox0 + 2 * pad, 8), np.float32)
-        # Place the group's box inside the working area (it may stick out: crop it).
-        sy0, sy1 = max(ya, oy0 - pad), min(yb, oy1 + pad)
-        sx0, sx1 = max(xa, ox0 - pad), min(xb, ox1 + pad)
-        inside = member[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa]
-        w_far = np.where(inside, t[sy0:sy1, sx0:sx1], np.float32(0))
-        w_near = inside - w_far
-        dst = layer[sy0 - oy0 + pad : sy1 - oy0 + pad, sx0 - ox0 + pad : sx1 - ox0 + pad]
-        colour = rgb_w[sy0:sy1, sx0:sx1]
-        np.multiply(colour, w_near[..., None], out=dst[..., 0:3])
-        dst[..., 3] = w_near
-        np.multiply(colour, w_far[..., None], out=dst[..., 4:7])
-        dst[..., 7] = w_far
-        layer = _blur_pair(layer, r_near, r_far, s, aperture, centre_offset)
-        layer = layer[pad:-pad, pad:-pad]
-        np.clip(layer, 0.0, None, out=layer)  # FFT round-off
-        cover = np.minimum(layer[..., 3], 1.0)
-        # The same rectangle in tile coordinates.
-        ty0, ty1, tx0, tx1 = oy0 - halo, oy1 - halo, ox0 - halo, ox1 - halo
-        acc_r, acc_a_r = acc[ty0:ty1, tx0:tx1], acc_a[ty0:ty1, tx0:tx1]
-        _fill_hidden_under(acc, acc_a, cover, (ty0, ty1, tx0, tx1))
-        keep = 1.0 - cover
-        acc_r *= keep[..., None]
-        acc_r += layer[..., :3]
-        acc_a_r *= keep
-        acc_a_r += cover
-    return acc / np.maximum(acc_a, _EMPTY)[..., None]
+        layer = _group_layer(
+            rgb_w,
+            member,
+            t,
+            (ya, yb, xa, xb),
+            (halo + ry0 - pad, halo + ry1 + pad, halo + rx0 - pad, halo + rx1 + pad),
+        )
+        blurred = _blur_pair(box_down(layer, s), r_near / s, r_far / s, aperture, centre_offset)
+        blurred = blurred[pad // s : -(pad // s), pad // s : -(pad // s)]
+        # Bring the composite and the layer to one resolution.
+        if acc is None:
+            scale = s
+            acc = np.zeros((-(-th // s), -(-tw // s), 4), np.float32)
+        elif s < scale:
+            acc, scale = _refine(acc, scale, s, th, tw), s
+        if s > scale:
+            blurred = bilinear_up(blurred, s // scale, (ry1 - ry0) // scale, (rx1 - rx0) // scale)
+        rect = (
+            ry0 // scale,
+            ry0 // scale + blurred.shape[0],
+            rx0 // scale,
+            rx0 // scale + blurred.shape[1],
+        )
+        _composite_over(acc, blurred, rect, scale)
+    acc = _refine(acc, scale, 1, th, tw)[:th, :tw]
+    return acc[..., :3] / np.maximum(acc[..., 3], _EMPTY)[..., None]
+
+
+def _group_layer(rgb_w, member, t, box, window) -> np.ndarray:
+    """The group's pixels in the window, premultiplied: channels 0–3 weighted 1−t (near
+    slab), 4–7 weighted t (far slab)."""
+    ya, yb, xa, xb = box
+    wy0, wy1, wx0, wx1 = window
+    layer = np.zeros((wy1 - wy0, wx1 - wx0, 8), np.float32)
+    sy0, sy1, sx0, sx1 = max(ya, wy0), min(yb, wy1), max(xa, wx0), min(xb, wx1)
+    if sy0 >= sy1 or sx0 >= sx1:
+        return layer
+    inside = member[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa]
+    w_far = np.where(inside, t[sy0:sy1, sx0:sx1], np.float32(0))
+    w_near = inside - w_far
+    dst = layer[sy0 - wy0 : sy1 - wy0, sx0 - wx0 : sx1 - wx0]
+    colour = rgb_w[sy0:sy1, sx0:sx1]
+    np.multiply(colour, w_near[..., None], out=dst[..., 0:3])
+    dst[..., 3] = w_near
+    np.multiply(colour, w_far[..., None], out=dst[..., 4:7])
+    dst[..., 7] = w_far
+    return layer
+
+
+def _refine(acc: np.ndarray, scale: int, to: int, th: int, tw: int) -> np.ndarray:
+    """Upsample the composite from 1/scale to 1/to resolution (powers of two)."""
+    while scale > to:
+        scale //= 2
+        acc = bilinear_up(acc, 2, -(-th // scale), -(-tw // scale))
+    return acc
+
+
+def _composite_over(acc, layer, rect, scale) -> None:
+    """acc ← acc·(1 − coverage) + layer on `rect`, after guessing the hidden background under
+    the layer's translucent parts. In place."""
+    ry0, ry1, rx0, rx1 = rect
+    ry1, rx1 = min(ry1, acc.shape[0]), min(rx1, acc.shape[1])
+    layer = layer[: ry1 - ry0, : rx1 - rx0]
+    cover = np.clip(layer[..., 3], 0.0, 1.0)
+    _fill_hidden_under(acc, cover, (ry0, ry1, rx0, rx1), scale)
+    target = acc[ry0:ry1, rx0:rx1]
+    target *= (1.0 - cover)[..., None]
+    target[..., :3] += layer[..., :3]
+    target[..., 3] += cover
 
 
 def _tent(coc: np.ndarray, slabs: np.ndarray):
@@ -231,65 +277,72 @@ def _group_box(row_lo, row_hi, col_lo, col_hi, i, ya, yb, xa, xb):
     return ya + rows[0], ya + rows[-1] + 1, xa + cols[0], xa + cols[-1] + 1
 
 
-def _blur_pair(layer, r_near, r_far, s, aperture, centre_offset) -> np.ndarray:
-    """Blur channels 0–3 by a disc of `r_near` and 4–7 by one of `r_far` (both premultiplied
-    RGBA), at 1/s resolution, and return their sum (4 channels)."""
-    h, w = layer.shape[:2]
-    near, far = layer[..., :4], layer[..., 4:]
+def _blur_pair(low, r_near, r_far, aperture, centre_offset) -> np.ndarray:
+    """Blur channels 0–3 by a disc of `r_near` and 4–7 by one of `r_far` (radii in pixels of
+    `low`), and return their sum (premultiplied RGBA)."""
+    near, far = low[..., :4], low[..., 4:]
     # A sharp part is passed through exactly (in-focus pixels stay bit-identical).
     if r_near <= SHARP_RADIUS_PX or r_far <= SHARP_RADIUS_PX:
         sharp, blurry, r = (near, far, r_far) if r_near <= SHARP_RADIUS_PX else (far, near, r_near)
         if r <= SHARP_RADIUS_PX or not blurry.any():
             return sharp + blurry
-        kernel = aperture.kernel(r / s, centre_offset)[..., None]
-        low = fftconvolve(box_down(blurry, s), kernel, mode="same", axes=(0, 1))
-        return sharp + bilinear_up(low.astype(np.float32), s, h, w)
-    low = box_down(layer, s)
-    k_near = aperture.kernel(r_near / s, centre_offset)
-    k_far = aperture.kernel(r_far / s, centre_offset)
-    size = max(k_near.shape[0], k_far.shape[0])
-    kernels = np.zeros((size, size, 8), np.float32)
-    for kernel, channels in ((k_near, slice(0, 4)), (k_far, slice(4, 8))):
-        o = (size - kernel.shape[0]) // 2
-        kernels[o : o + kernel.shape[0], o : o + kernel.shape[1], channels] = kernel[..., None]
-    blurred = fftconvolve(low, kernels, mode="same", axes=(0, 1))
-    summed = (blurred[..., :4] + blurred[..., 4:]).astype(np.float32)
-    return bilinear_up(summed, s, h, w)
+        return sharp + _convolve(blurry[..., None, :], [aperture.kernel(r, centre_offset)])
+    pair = low.reshape(low.shape[:2] + (2, 4))
+    kernels = [aperture.kernel(r_near, centre_offset), aperture.kernel(r_far, centre_offset)]
+    return _convolve(pair, kernels)
 
 
-def _fill_hidden_under(acc, acc_a, cover, rect) -> None:
-    """Where a translucent part of the next slab lies over a place that nothing composited so
-    far covers (the background hidden in the photo), put a guess of that background there,
-    extrapolated from what is already known around it. In place."""
-    ty0, ty1, tx0, tx1 = rect
-    acc_a_r = acc_a[ty0:ty1, tx0:tx1]
-    need = (acc_a_r < 1.0 - 1e-3) & (cover > 1e-3) & (cover < 1.0 - 1e-3)
+def _convolve(stack: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
+    """Σ_k kernels[k] ∗ stack[:, :, k, :] ('same' size), by FFT.
+
+    Each kernel is transformed once for all channels, and the sum is taken in the frequency
+    domain, so only one set of channels is transformed back.
+    """
+    h, w = stack.shape[:2]
+    kh = max(k.shape[0] for k in kernels)
+    shape = (next_fast_len(h + kh - 1, real=True), next_fast_len(w + kh - 1, real=True))
+    spectrum = rfft2(stack, s=shape, axes=(0, 1))
+    kernel_stack = np.zeros((kh, kh, len(kernels), 1), np.float32)
+    for i, k in enumerate(kernels):
+        o = (kh - k.shape[0]) // 2
+        kernel_stack[o : o + k.shape[0], o : o + k.shape[1], i, 0] = k
+    spectrum *= rfft2(kernel_stack, s=shape, axes=(0, 1))
+    summed = spectrum[:, :, 0]
+    for i in range(1, len(kernels)):
+        summed += spectrum[:, :, i]  # (a sum over a middle axis would be much slower)
+    full = irfft2(summed, s=shape, axes=(0, 1))
+    c = kh // 2  # 'same': the kernel's centre lands on the source pixel
+    return full[c : c + h, c : c + w].astype(np.float32)
+
+
+def _fill_hidden_under(acc, cover, rect, scale) -> None:
+    """Where a translucent part of the next layer lies over a place that nothing composited
+    so far covers (the background hidden in the photo), put a guess of that background
+    there, extrapolated from what is already known around it. In place; `acc` holds
+    premultiplied RGB and coverage at 1/scale resolution."""
+    ry0, ry1, rx0, rx1 = rect
+    acc_a = acc[..., 3]
+    need = (acc_a[ry0:ry1, rx0:rx1] < 1.0 - 1e-3) & (cover > 1e-3) & (cover < 1.0 - 1e-3)
     rows, cols = np.flatnonzero(need.any(axis=1)), np.flatnonzero(need.any(axis=0))
     if rows.size == 0:
         return
-    # Guess from the neighbourhood of the place in need only.
-    th, tw = acc_a.shape
-    fy0, fy1 = (
-        max(ty0 + rows[0] - FILL_CONTEXT_PX, 0),
-        min(ty0 + rows[-1] + 1 + FILL_CONTEXT_PX, th),
-    )
-    fx0, fx1 = (
-        max(tx0 + cols[0] - FILL_CONTEXT_PX, 0),
-        min(tx0 + cols[-1] + 1 + FILL_CONTEXT_PX, tw),
-    )
-    known_a = acc_a[fy0:fy1, fx0:fx1]
-    if known_a.max(initial=0.0) < 1e-3:
+    # Guess from the neighbourhood of the place in need only, at reduced resolution.
+    context = max(FILL_CONTEXT_PX // scale, 4)
+    h, w = acc_a.shape
+    fy0, fy1 = max(ry0 + rows[0] - context, 0), min(ry0 + rows[-1] + 1 + context, h)
+    fx0, fx1 = max(rx0 + cols[0] - context, 0), min(rx0 + cols[-1] + 1 + context, w)
+    known = acc[fy0:fy1, fx0:fx1]
+    if known[..., 3].max(initial=0.0) < 1e-3:
         return  # nothing known yet to guess from
-    low_a = box_down(known_a, FILL_SCALE)
-    guess = pull_push_fill(box_down(acc[fy0:fy1, fx0:fx1], FILL_SCALE), low_a)
-    guess = bilinear_up(guess, FILL_SCALE, fy1 - fy0, fx1 - fx0)
-    # Apply over the bounding box of the need (inside both rectangles).
+    down = max(FILL_SCALE // scale, 1)
+    low = box_down(known, down)
+    guess = pull_push_fill(low[..., :3], low[..., 3])
+    guess = bilinear_up(guess, down, fy1 - fy0, fx1 - fx0)
+    # Apply over the bounding box of the need.
     ny0, ny1, nx0, nx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    gy0, gx0 = ty0 + ny0 - fy0, tx0 + nx0 - fx0
+    gy0, gx0 = ry0 + ny0 - fy0, rx0 + nx0 - fx0
     guess = guess[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
-    need_box = need[ny0:ny1, nx0:nx1]
-    acc_box = acc[ty0 + ny0 : ty0 + ny1, tx0 + nx0 : tx0 + nx1]
-    acc_a_box = acc_a[ty0 + ny0 : ty0 + ny1, tx0 + nx0 : tx0 + nx1]
-    missing = np.where(need_box, 1.0 - acc_a_box, 0.0).astype(np.float32)
-    acc_box += guess * missing[..., None]
-    acc_a_box += missing
+    target = acc[ry0 + ny0 : ry0 + ny1, rx0 + nx0 : rx0 + nx1]
+    missing = np.where(need[ny0:ny1, nx0:nx1], 1.0 - target[..., 3], 0.0).astype(np.float32)
+    target[..., :3] += guess * missing[..., None]
+    target[..., 3] += missing
