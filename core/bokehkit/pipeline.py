@@ -31,7 +31,7 @@ from .optics import DEFAULT_FOCAL_LENGTH_MM, FULL_FRAME_WIDTH_MM, Lens, strength
 from .progress import Progress
 from .renderers import RenderJob, get_renderer
 from .resample import bilinear_up
-from .upscale import check_factor, upscale_linear
+from .upscale import check_factor, get_upscaler
 
 #: The largest blur radius rendered, as a fraction of the image's long side.
 MAX_COC_FRACTION = 0.1
@@ -62,6 +62,7 @@ class RenderSettings:
     highlight_gain: float = DEFAULT_GAIN
     grain: float = 1.0
     sr_factor: int = 1
+    upscaler: str = "classical"
     engine_options: dict = field(default_factory=dict)
 
 
@@ -171,7 +172,7 @@ def render_image(
     if factor > 1:
         progress.update(0.08, f"enlarging ×{factor}")
         sharpness = np.clip(1.0 - np.abs(coc), 0.0, 1.0)
-        linear = upscale_linear(linear, factor, sharpness)
+        linear = get_upscaler(settings.upscaler)(linear, factor, sharpness)
         coc = bilinear_up(coc, factor, height * factor, width * factor) * factor
     report.max_coc_px = float(np.abs(coc).max(initial=0.0))
 

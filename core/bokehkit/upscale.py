@@ -8,6 +8,8 @@ after enlargement; blurred regions need no detail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -45,6 +47,24 @@ def upscale_linear(
             detail *= sharp_up
         np.clip(up + detail, lo, hi, out=out[..., ch])
     return out
+
+
+Upscaler = Callable[[np.ndarray, int, "np.ndarray | None"], np.ndarray]
+
+#: Where learned super-resolution plugs in: a name → a function (linear H×W×3 float32,
+#: factor, sharpness map at the source size or None) → the enlarged image.
+UPSCALERS: dict[str, Upscaler] = {"classical": upscale_linear}
+
+
+def get_upscaler(name: str) -> Upscaler:
+    from .errors import BokehkitError
+
+    try:
+        return UPSCALERS[name]
+    except KeyError:
+        raise BokehkitError(
+            f"unknown upscaler {name!r}: choose one of {', '.join(sorted(UPSCALERS))}"
+        ) from None
 
 
 def check_factor(factor: int, width: int, height: int) -> None:
