@@ -10,12 +10,15 @@ and composited from far to near with "over", like light that the nearer surfaces
   and what lies behind shows through it (partial occlusion). What is behind it was hidden in
   the photo, so it is guessed by a pull-push fill of the slabs already composited.
 
-Each pixel belongs to the two slabs around its blur radius with tent weights, so blur grows
-smoothly with depth. A slab of radius r is blurred at 1/s resolution (s a power of two with
-r/s ≥ `MIN_LOW_RES_RADIUS`): the blurred picture has no detail finer than that, and the cost
-per slab stays almost constant however large the blur. The image is processed in tiles, which
-bounds memory, gives progress and cancellation points, runs on all cores, and lets the kernel
-change across the frame (cat's eye).
+Each pixel lies between two slabs and is blurred by both kernels with tent weights, so blur
+grows smoothly with depth; the pixels between the same two slabs are composited together as
+one layer (compositing the two parts over each other would make a surface occlude itself).
+A slab of radius r is blurred at 1/s resolution (s a power of two with r/s ≥
+`MIN_LOW_RES_RADIUS`): the blurred picture has no detail finer than that, so the cost per
+slab stays almost constant however large the blur, and the composite itself is kept at the
+resolution of the blurriest layer so far, refined as the layers come closer to focus. The
+image is processed in tiles, which bounds memory, gives progress and cancellation points,
+runs on all cores, and lets the kernel change across the frame (cat's eye).
 """
 
 from __future__ import annotations
