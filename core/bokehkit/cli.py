@@ -215,6 +215,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from . import server
+
+    if args.tcp:
+        if not args.token_file:
+            raise BokehkitError("--tcp needs --token-file FILE (the token clients must send)")
+        host, port = server.parse_address(args.tcp)
+        return server.serve_tcp(host, port, server.read_token(args.token_file))
+    return server.serve_stdio()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bokehkit", description="Photorealistic lens bokeh and super-resolution."
@@ -231,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="render the bundled sample photo")
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_cmd_demo)
+    p = sub.add_parser("serve", help="serve the GIMP/Krita plug-ins (docs/protocol.md)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--stdio", action="store_true", help="requests on stdin, events on stdout (default)"
+    )
+    mode.add_argument("--tcp", metavar="HOST:PORT", help="listen for one client at a time")
+    p.add_argument("--token-file", metavar="FILE", help="with --tcp: the token clients send")
+    p.set_defaults(run=_cmd_serve)
     return parser
 
 

@@ -192,9 +192,7 @@ def buffer_to_image(buf: RawBuffer, name: str = "image") -> LoadedImage:
     return LoadedImage(linear, alpha, colour, encoding)
 
 
-def image_to_buffer(
-    encoded: np.ndarray, alpha: np.ndarray | None, like: RawBuffer
-) -> RawBuffer:
+def image_to_buffer(encoded: np.ndarray, alpha: np.ndarray | None, like: RawBuffer) -> RawBuffer:
     """Code values (H×W×C, RGB order) and alpha back into `like`'s channels, order and dtype."""
     colour = encoded
     if colour.shape[2] == 3 and like.order == "BGRA":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import hmac
+import importlib
 import json
 import logging
 import os
@@ -180,14 +181,15 @@ def render_inputs(
 def engines_status() -> dict:
     """Which renderers this engine can run, with what to install for the others."""
     engines = {"classical": {"available": True}}
+    module = "bokehkit.renderers.magicbokeh"
     try:
-        from .renderers import magicbokeh  # noqa: PLC0415 - pulls in torch
+        magicbokeh = importlib.import_module(module)  # pulls in torch: only here
     except ImportError as exc:
-        engines["magicbokeh"] = {
-            "available": False,
-            "reason": f"not installed in this engine ({exc.name or exc} is missing); "
-            "install the full engine (with torch) to use it",
-        }
+        if exc.name == module:
+            reason = "not part of this engine build; install the full engine (with torch)"
+        else:
+            reason = f"needs {exc.name or exc}, which is not installed in the engine"
+        engines["magicbokeh"] = {"available": False, "reason": reason}
         return engines
     # The renderer module says whether its weights are in place, and if not, what to do.
     status = getattr(magicbokeh, "model_status", None)
@@ -391,34 +393,40 @@ def _plugin_ui():
     return dialog
 
 
-def run_dialog_request(
-    request: dict, cancel_event: threading.Event, engines: dict
-) -> dict | None:
-    """Show the parameter dialog (GIMP's Python has no Qt, so the engine shows it) with live
-    previews rendered in this process; the chosen params, or None when cancelled."""
-    dialog = _plugin_ui()
+def dialog_inputs(request: dict, scratch: Path) -> dict:
+    """What the dialog needs from a request: the picture to show, a preview renderer (runs
+    on the panel's worker thread), whether a mask came, and the full image size."""
     from bokehkit_plugin.ui.preview import PreviewImage
 
     def picture(linear: np.ndarray, alpha: np.ndarray | None) -> PreviewImage:
         rgba = rb.linear_to_rgba8(linear, alpha)
         return PreviewImage(rgba.shape[1], rgba.shape[0], rgba.tobytes())
 
+    inputs = shrink(load_inputs(request, scratch), DIALOG_PREVIEW_PX)
+
+    def preview_fn(params: dict, cancel: threading.Event, on_progress) -> PreviewImage:
+        params = dict(params, sr_factor=1)  # the look, at screen size
+        encoded, alpha, _ = render_inputs(inputs, params, Progress(on_progress, cancel))
+        return picture(rb.to_linear(encoded, inputs.like.transfer), alpha)
+
+    return {
+        "source": picture(inputs.image.linear_rgb, inputs.image.alpha),
+        "preview_fn": preview_fn,
+        "has_mask": inputs.mask is not None,
+        "image_size": inputs.like.size,
+    }
+
+
+def run_dialog_request(request: dict, cancel_event: threading.Event, engines: dict) -> dict | None:
+    """Show the parameter dialog (GIMP's Python has no Qt, so the engine shows it) with live
+    previews rendered in this process; the chosen params, or None when cancelled."""
+    dialog = _plugin_ui()
     with tempfile.TemporaryDirectory(prefix="bokehkit-engine-") as scratch:
-        inputs = shrink(load_inputs(request, Path(scratch)), DIALOG_PREVIEW_PX)
-
-        def preview_fn(params: dict, cancel: threading.Event, on_progress) -> PreviewImage:
-            params = dict(params, sr_factor=1)
-            encoded, alpha, _ = render_inputs(inputs, params, Progress(on_progress, cancel))
-            return picture(rb.to_linear(encoded, inputs.like.transfer), alpha)
-
         return dialog.run_dialog(
-            source=picture(inputs.image.linear_rgb, inputs.image.alpha),
             params=request.get("params") or {},
-            preview_fn=preview_fn,
             engines=engines,
-            has_mask=inputs.mask is not None,
-            image_size=inputs.like.size,
             cancel_event=cancel_event,
+            **dialog_inputs(request, Path(scratch)),
         )
 
 
@@ -462,6 +470,7 @@ def serve_stdio() -> int:
 
 
 def read_token(path: str | os.PathLike) -> str:
+    """The shared secret a TCP client must send in its hello."""
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -490,8 +499,8 @@ def serve_tcp(host: str, port: int, token: str, hello_timeout_s: float = 10.0) -
         sys.stderr.flush()
         while True:
             conn, peer = server.accept()
-            with conn:
-                reader, writer = conn.makefile("rb"), conn.makefile("wb")
+            reader, writer = conn.makefile("rb"), conn.makefile("wb")
+            try:
                 if not _hello_ok(conn, reader, writer, token, hello_timeout_s):
                     log.warning("rejected a client from %s: wrong or missing token", peer[0])
                     continue
@@ -499,6 +508,14 @@ def serve_tcp(host: str, port: int, token: str, hello_timeout_s: float = 10.0) -
                 session.run()
                 if session.shutdown_requested:
                     return 0
+            finally:
+                # The socket only closes once its file objects are closed too.
+                for stream in (writer, reader):
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
+                conn.close()
 
 
 def _hello_ok(conn, reader, writer, token: str, timeout_s: float) -> bool:

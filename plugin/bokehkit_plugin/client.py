@@ -1,0 +1,368 @@
+"""EngineClient: starts `bokehkit serve --stdio` as a child and runs jobs through it.
+
+Everything a host needs is blocking and thread-agnostic: `render()` returns the result or
+raises `Cancelled`, `EngineError` or `EngineBusy`, and the document is touched only by the
+caller, after a result was read completely (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable  # noqa: UP035 - subscripted at run time on Python 3.8 hosts
+
+from . import rawbuffer
+from .config import engine_command
+from .jobs import job_folder
+from .rawbuffer import RawImage
+
+#: Seconds the engine has to confirm a cancel before it is killed.
+CANCEL_GRACE_S = 2.0
+#: Seconds a fresh engine may take to answer a ping (imports numpy, scipy).
+START_TIMEOUT_S = 60.0
+# The host's interpreter, Qt and GObject paths must not leak into the engine's Python.
+SCRUBBED_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONEXECUTABLE",
+    "PYTHONUSERBASE",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "DYLD_LIBRARY_PATH",
+    "DYLD_FALLBACK_LIBRARY_PATH",
+    "GI_TYPELIB_PATH",
+    "QT_PLUGIN_PATH",
+    "QT_QPA_PLATFORM_PLUGIN_PATH",
+    "QML2_IMPORT_PATH",
+)
+_EOF = object()
+
+ProgressCallback = Callable[[float, str], None]
+
+
+class EngineError(RuntimeError):
+    """The engine failed or could not run the job; the message is meant for the user."""
+
+
+class EngineBusy(EngineError):
+    """A job is already running on this engine."""
+
+
+class Cancelled(Exception):
+    """The job was cancelled; nothing was produced."""
+
+
+@dataclass
+class RenderResult:
+    image: RawImage
+    report: list[str] = field(default_factory=list)
+
+
+def clean_environment(extra: dict | None = None) -> dict:
+    """The host's environment minus what would break another Python, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(extra or {})
+    return env
+
+
+class EngineClient:
+    """One engine child process; one job at a time."""
+
+    def __init__(
+        self,
+        command: list[str] | None = None,
+        env: dict | None = None,
+        job_base: str | None = None,
+    ) -> None:
+        """`command` starts the engine (default: from `config.engine_command()`); `env` is
+        added to the cleaned environment; `job_base` is where job folders go (default: the
+        temp dir)."""
+        self._command = command
+        self._extra_env = env
+        self._job_base = job_base
+        self._proc: subprocess.Popen | None = None
+        self._events: queue.Queue = queue.Queue()
+        self._stderr_tail: collections.deque = collections.deque(maxlen=20)
+        self._busy = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    # ------------------------------------------------------------------ process
+    def start(self) -> None:
+        """Start the engine if it is not running. Call from a long-lived thread: on Linux
+        the engine is tied to the thread that started it (PR_SET_PDEATHSIG)."""
+        if self.running:
+            return
+        command = list(self._command or engine_command()) + ["serve", "--stdio"]
+        kwargs: dict = {}
+        if os.name == "nt":
+            # Own process group (no console Ctrl-C), and no console window from pythonw hosts.
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | 0x08000000
+        else:
+            kwargs["start_new_session"] = True  # own process group: killed as a whole
+        try:
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=clean_environment(self._extra_env),
+                close_fds=True,
+                **kwargs,
+            )
+        except OSError as exc:
+            raise EngineError(
+                f"cannot start the bokehkit engine ({command[0]}: {exc.strerror or exc}); "
+                "run `bokehkit install-plugins` again or check BOKEHKIT_ENGINE"
+            ) from None
+        self._events = queue.Queue()
+        self._stderr_tail.clear()
+        proc = self._proc
+        threading.Thread(target=self._read_events, args=(proc,), daemon=True).start()
+        threading.Thread(target=self._read_log, args=(proc,), daemon=True).start()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _read_events(self, proc: subprocess.Popen) -> None:
+        for raw in proc.stdout:
+            try:
+                event = json.loads(raw)
+                if not isinstance(event, dict) or "type" not in event:
+                    raise ValueError
+            except ValueError:
+                text = raw.decode("utf-8", "replace").strip()[:120]
+                self._events.put(("garbage", text))
+                continue
+            self._events.put(("event", event))
+        self._events.put(("eof", None))
+
+    def _read_log(self, proc: subprocess.Popen) -> None:
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self._stderr_tail.append(line)
+
+    def _send(self, request: dict) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise EngineError("the bokehkit engine is not running")
+        data = (json.dumps(request) + "\n").encode("utf-8")
+        try:
+            with self._write_lock:
+                proc.stdin.write(data)
+                proc.stdin.flush()
+        except (OSError, ValueError):
+            raise self._died() from None
+
+    def _died(self) -> EngineError:
+        """The error for an engine that went away, with the last line of its log."""
+        proc = self._proc
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        time.sleep(0.05)  # let the log reader catch the last lines
+        last = self._stderr_tail[-1] if self._stderr_tail else ""
+        detail = f" (exit code {code})" if code is not None else ""
+        hint = f": {last}" if last else ""
+        return EngineError(f"the bokehkit engine stopped unexpectedly{detail}{hint}")
+
+    def kill(self) -> None:
+        """Kill the engine and its process group now."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            if os.name == "nt":
+                proc.kill()
+            else:
+                os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        """Ask the engine to exit (it answers `bye`); kill it if it does not within 2 s."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                self._send({"type": "shutdown"})
+                proc.stdin.close()
+                proc.wait(timeout=CANCEL_GRACE_S)
+            except (EngineError, OSError, subprocess.TimeoutExpired):
+                self.kill()
+        for stream in (proc.stdout, proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._proc = None
+
+    def __enter__(self) -> EngineClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------- events
+    def _next_event(self, timeout: float) -> dict | None:
+        """The next event, None on timeout; EngineError on death or garbage."""
+        try:
+            kind, payload = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if kind == "event":
+            return payload
+        if kind == "garbage":
+            self.kill()
+            raise EngineError(
+                "the bokehkit engine answered something that is not the plug-in protocol "
+                f"({payload!r}); it was stopped. Is BOKEHKIT_ENGINE the right command?"
+            )
+        raise self._died()
+
+    def _claim(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise EngineBusy("the bokehkit engine is busy with another job; wait or cancel it")
+
+    # ------------------------------------------------------------------- requests
+    def ping(self, timeout: float = START_TIMEOUT_S) -> dict:
+        """The engine's version and which renderers it can run (starts it if needed)."""
+        self._claim()
+        try:
+            self.start()
+            self._send({"type": "ping"})
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                event = self._next_event(0.1)
+                if event is not None and event.get("type") == "pong":
+                    return event
+            self.kill()
+            raise EngineError(f"the bokehkit engine did not answer within {timeout:g} s")
+        finally:
+            self._busy.release()
+
+    def render(
+        self,
+        image: RawImage,
+        params: dict,
+        mask: RawImage | None = None,
+        depth: RawImage | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+        preview: bool = False,
+        preview_max_px: int = 512,
+    ) -> RenderResult:
+        """Render and return the result (same format as `image`). Blocks; raises
+        Cancelled once `cancel_event` is set, EngineError, EngineBusy."""
+        request = {
+            "type": "render",
+            "params": params,
+            "preview": preview,
+            "preview_max_px": preview_max_px,
+        }
+        with self._job(request, image, mask, depth) as (job_id, folder):
+            event = self._wait(job_id, ("result",), on_progress, cancel_event)
+            name = os.path.basename(str(event.get("file", "")))
+            try:
+                result = rawbuffer.read(os.path.join(folder, name))
+            except (OSError, rawbuffer.BufferError) as exc:
+                raise EngineError(f"cannot read the engine's result: {exc}") from None
+        return RenderResult(result, list(event.get("report") or []))
+
+    def dialog(
+        self,
+        image: RawImage,
+        params: dict,
+        mask: RawImage | None = None,
+        depth: RawImage | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> dict | None:
+        """Show the parameter dialog in the engine (for hosts without Qt, i.e. GIMP); the
+        chosen params, or None when the user cancelled it."""
+        with self._job({"type": "dialog", "params": params}, image, mask, depth) as (job_id, _):
+            done = ("dialog_result", "dialog_cancelled")
+            event = self._wait(job_id, done, None, cancel_event)
+        return event.get("params") if event["type"] == "dialog_result" else None
+
+    # ---------------------------------------------------------------- job plumbing
+    @contextmanager
+    def _job(self, request: dict, image, mask, depth):
+        """Claim the engine, write the buffers into a fresh job folder, send the request;
+        the folder is removed and the engine freed whatever happens."""
+        self._claim()
+        try:
+            with job_folder(self._job_base) as folder:
+                self.start()
+                job_id = f"J{next(self._ids)}"
+                request.update(id=job_id, job_dir=folder)
+                for key, buf in (("image", image), ("mask", mask), ("depth", depth)):
+                    request[key] = None
+                    if buf is not None:
+                        rawbuffer.write(os.path.join(folder, f"{key}.bkraw"), buf)
+                        request[key] = f"{key}.bkraw"
+                self._send(request)
+                yield job_id, folder
+        finally:
+            self._busy.release()
+
+    def _wait(
+        self,
+        job_id: str,
+        done: tuple,
+        on_progress: ProgressCallback | None,
+        cancel_event: threading.Event | None,
+    ) -> dict:
+        cancel_deadline = None
+        while True:
+            if cancel_event is not None and cancel_event.is_set() and cancel_deadline is None:
+                cancel_deadline = time.monotonic() + CANCEL_GRACE_S
+                try:
+                    self._send({"type": "cancel", "id": job_id})
+                except EngineError:
+                    raise Cancelled("cancelled") from None
+            if cancel_deadline is not None and time.monotonic() > cancel_deadline:
+                self.kill()  # it ignored the cancel: the user must not wait for it
+                raise Cancelled("cancelled (the engine did not stop in time and was stopped)")
+            try:
+                event = self._next_event(0.05)
+            except EngineError:
+                if cancel_deadline is not None:
+                    raise Cancelled("cancelled") from None
+                raise
+            if event is None or event.get("id") != job_id:
+                continue  # a late event of an earlier job, or a pong
+            kind = event.get("type")
+            if kind == "progress" and on_progress is not None and cancel_deadline is None:
+                on_progress(float(event.get("fraction", 0.0)), str(event.get("text", "")))
+            elif kind == "cancelled":
+                raise Cancelled("cancelled")
+            elif kind == "error":
+                raise EngineError(str(event.get("message") or "the engine reported an error"))
+            elif kind in done:
+                if cancel_deadline is not None:
+                    raise Cancelled("cancelled")  # a result that crossed the cancel: drop it
+                return event

@@ -1,0 +1,88 @@
+"""Where the engine is: the command that starts `bokehkit serve`.
+
+From the environment variable BOKEHKIT_ENGINE (a JSON list or a shell-like string), else
+the installer's config file, ``user_config_dir("bokehkit")/engine.json`` with
+``{"command": [...]}``. The folder is computed as platformdirs does, without it, because
+the plug-ins are standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+
+ENV_VAR = "BOKEHKIT_ENGINE"
+APP = "bokehkit"
+
+
+class EngineNotConfigured(RuntimeError):
+    """Neither BOKEHKIT_ENGINE nor the config file says how to start the engine."""
+
+
+def user_config_dir(platform: str | None = None, env: dict | None = None) -> str:
+    """platformdirs.user_config_dir("bokehkit") for Linux/BSD, Windows and macOS."""
+    platform = platform or sys.platform
+    env = os.environ if env is None else env
+    home = env.get("HOME") or os.path.expanduser("~")
+    if platform.startswith("win"):
+        # platformdirs: %LOCALAPPDATA%\<appauthor>\<appname>, appauthor defaulting to appname
+        base = env.get("LOCALAPPDATA") or os.path.join(
+            env.get("USERPROFILE") or home, "AppData", "Local"
+        )
+        return os.path.join(base, APP, APP)
+    if platform == "darwin":
+        return os.path.join(home, "Library", "Application Support", APP)
+    base = env.get("XDG_CONFIG_HOME", "").strip() or os.path.join(home, ".config")
+    return os.path.join(base, APP)
+
+
+def config_path(platform: str | None = None, env: dict | None = None) -> str:
+    return os.path.join(user_config_dir(platform, env), "engine.json")
+
+
+def parse_command(text: str) -> list[str]:
+    """A JSON list, or a shell-like string."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            command = json.loads(text)
+        except ValueError as exc:
+            raise EngineNotConfigured(f"{ENV_VAR} is not a valid JSON list: {exc}") from None
+    else:
+        command = shlex.split(text, posix=os.name != "nt")
+    if not command or not all(isinstance(part, str) and part for part in command):
+        raise EngineNotConfigured(f"{ENV_VAR} must name a command, got {text!r}")
+    return command
+
+
+def engine_command(env: dict | None = None, platform: str | None = None) -> list[str]:
+    """The command that starts the engine (without `serve --stdio`)."""
+    env = os.environ if env is None else env
+    if env.get(ENV_VAR, "").strip():
+        return parse_command(env[ENV_VAR])
+    path = config_path(platform, env)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise EngineNotConfigured(
+            "bokehkit engine is not set up: run `bokehkit install-plugins` in the engine's "
+            f"environment (it writes {path}), or set {ENV_VAR} to the engine command"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise EngineNotConfigured(
+            f"cannot read the engine config {path} ({exc}); run `bokehkit install-plugins` "
+            "again to rewrite it"
+        ) from None
+    command = data.get("command") if isinstance(data, dict) else None
+    if (
+        not isinstance(command, list)
+        or not command
+        or not all(isinstance(c, str) and c for c in command)
+    ):
+        raise EngineNotConfigured(
+            f'{path} has no valid "command" list; run `bokehkit install-plugins` again'
+        )
+    return command

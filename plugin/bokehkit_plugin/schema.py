@@ -1,0 +1,130 @@
+"""The render parameters as data: one schema drives the GIMP arguments, the Qt panel and
+the engine request, so a name, default or range is written down exactly once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ParamError(ValueError):
+    """A parameter value the engine would refuse; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # "float", "int", "choice"
+    default: Any
+    label: str
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple = ()
+    choice_labels: tuple = ()  # shown to the user, same order as `choices`
+    extra_values: tuple = field(default=())  # allowed outside the range (0 = "auto" etc.)
+
+
+SCHEMA: tuple[Param, ...] = (
+    Param(
+        "aperture", "float", 2.0, "Aperture (f-number)",
+        "Lower numbers blur the background more, as on a real lens.", 0.95, 22.0,
+    ),
+    Param(
+        "focal_length", "float", 0.0, "Focal length (mm, 35 mm equivalent)",
+        "0 = from the photo's EXIF, else 50 mm. Longer lenses blur more.", 8.0, 1200.0,
+        extra_values=(0.0,),
+    ),
+    Param(
+        "sr_factor", "int", 1, "Super-resolution",
+        "Enlarge the result ×2 or ×4; bokeh discs are rendered at the new size.",
+        choices=(1, 2, 4), choice_labels=("×1 (off)", "×2", "×4"),
+    ),
+    Param(
+        "focus_source", "choice", "mask", "Focus on",
+        "What stays sharp: the painted mask or selection, a point you click, or auto "
+        "(the image centre).",
+        choices=("mask", "point", "auto"),
+        choice_labels=("Painted mask", "Point (click the preview)", "Auto (image centre)"),
+    ),
+    Param(
+        "focus_x", "float", 0.5, "Focus point x",
+        "Horizontal position of the focus point, 0 = left edge, 1 = right edge.", 0.0, 1.0,
+    ),
+    Param(
+        "focus_y", "float", 0.5, "Focus point y",
+        "Vertical position of the focus point, 0 = top edge, 1 = bottom edge.", 0.0, 1.0,
+    ),
+    Param(
+        "blades", "int", 0, "Aperture blades",
+        "0 = round discs; 5 to 9 blades give polygonal bokeh.", 5, 9, extra_values=(0,),
+    ),
+    Param(
+        "blade_rotation", "float", 0.0, "Blade rotation (°)",
+        "Turns the polygonal discs.", 0.0, 360.0,
+    ),
+    Param(
+        "highlights", "float", 6.0, "Highlight boost",
+        "Energy given back to clipped small lights so they bloom into bright discs "
+        "(1 = off).", 1.0, 20.0,
+    ),
+    Param(
+        "grain", "float", 1.0, "Grain",
+        "The photo's noise put back into blurred areas (1 = match the photo, 0 = none).",
+        0.0, 2.0,
+    ),
+    Param(
+        "engine", "choice", "classical", "Engine",
+        "classical needs no model; magicbokeh is a learned renderer (needs its model).",
+        choices=("classical", "magicbokeh"), choice_labels=("Classical", "MagicBokeh (AI)"),
+    ),
+)  # fmt: skip
+
+BY_NAME = {p.name: p for p in SCHEMA}
+
+
+def defaults() -> dict:
+    """Every parameter at its default."""
+    return {p.name: p.default for p in SCHEMA}
+
+
+def _check(p: Param, value: Any) -> Any:
+    if p.type == "choice":
+        if value not in p.choices:
+            allowed = ", ".join(map(str, p.choices))
+            raise ParamError(f"{p.label}: {value!r} is not one of {allowed}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamError(f"{p.label}: expected a number, got {value!r}")
+    if value != value:  # NaN
+        raise ParamError(f"{p.label}: not a number")
+    if p.type == "int":
+        if value != int(value):
+            raise ParamError(f"{p.label}: expected a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    if value in p.extra_values:
+        return value
+    if p.choices:
+        if value not in p.choices:
+            allowed = ", ".join(map(str, p.choices))
+            raise ParamError(f"{p.label}: {value!r} is not one of {allowed}")
+        return value
+    lo, hi = p.minimum, p.maximum
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        extra = "".join(f"{e:g} or " for e in p.extra_values)
+        raise ParamError(f"{p.label}: {value:g} is outside {extra}{lo:g}–{hi:g}")
+    return value
+
+
+def validate(params: dict | None) -> dict:
+    """Fill in defaults and check every value; ParamError with a readable message if bad."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(BY_NAME))
+    if unknown:
+        raise ParamError(f"unknown parameter(s): {', '.join(unknown)}")
+    out = defaults()
+    for name, value in params.items():
+        out[name] = _check(BY_NAME[name], value)
+    return out
