@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--tcp", metavar="HOST:PORT", help="listen for one client at a time")
     p.add_argument("--token-file", metavar="FILE", help="with --tcp: the token clients send")
     p.set_defaults(run=_cmd_serve)
+    from .models.cli import add_models_parser
+
+    add_models_parser(sub)
     return parser
 
 

@@ -64,6 +64,9 @@ class RenderSettings:
     sr_factor: int = 1
     upscaler: str = "classical"
     engine_options: dict = field(default_factory=dict)
+    # With no mask, point, distance or disparity: focus on the subject ISNet finds, if
+    # installed (`bokehkit models install isnet`); False: the image centre, as before.
+    auto_subject: bool = True
 
 
 @dataclass
@@ -128,6 +131,7 @@ def render_image(
 
     # Focus mask first: it may also stand in for missing depth.
     mask = _focus_mask(settings, width, height)
+    subject = _auto_subject(image, mask, settings, report, progress)
 
     # Depth.
     if settings.depth_path:
@@ -142,11 +146,12 @@ def render_image(
     else:
         if settings.focus_distance_m is not None:
             raise BokehkitError("--focus-distance needs a metric depth map (--depth FILE)")
-        depth = depth_mod.fallback_depth(width, height, mask, settings.focus_point)
+        region = mask if mask is not None else subject
+        depth = depth_mod.fallback_depth(width, height, region, settings.focus_point)
     report.depth_source = depth.source
 
     # Focus.
-    focus = _choose_focus(depth, mask, settings)
+    focus = _choose_focus(depth, mask, settings, subject)
     report.focus_source = focus.source
 
     # Optics: blur radius per pixel, at the source size (scaled with the image for SR).
@@ -206,8 +211,45 @@ def _focus_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray
     return None
 
 
-def _choose_focus(depth, mask, settings: RenderSettings) -> focus_mod.Focus:
-    """Explicit distance or disparity, else the mask, else the point, else the image centre."""
+def _auto_subject(image, mask, settings: RenderSettings, report, progress) -> np.ndarray | None:
+    """ISNet's soft subject mask when nothing says where to focus; None (with a note saying
+    why) otherwise. Never downloads: a missing model only earns the install command.
+
+    The mask chooses the focal plane only; it does not force sharpness as a painted mask
+    does (`coc *= 1 - mask` below is for painted masks). A painted mask is the user's
+    decision; ISNet's is a guess, and it often takes in things at other depths (an arm
+    reaching to the camera, a table running back, the floor under a cat): forcing them
+    sharp would override the depth map where it is right and cut a hard, sharp cut-out
+    into the bokeh where the matte is wrong. Without a depth map the subject is put on the
+    focal plane by the fallback depth anyway, so it is sharp without forcing."""
+    if not settings.auto_subject or mask is not None or settings.focus_point is not None:
+        return None
+    if settings.focus_distance_m is not None or settings.focus_disparity is not None:
+        return None
+    from . import subject as subject_mod
+
+    path = subject_mod.model_path()
+    if path is None:
+        report.notes.append(
+            "note: to focus on the subject automatically, install ISNet: "
+            f"bokehkit models install {subject_mod.MODEL_ID}"
+        )
+        return None
+    progress.update(0.0, "finding the subject (ISNet)")
+    try:
+        found = subject_mod.subject_mask_linear(image.linear_rgb, path)
+    except BokehkitError as exc:  # no onnxruntime, a damaged file: the centre, and why
+        report.notes.append(f"note: no automatic subject: {exc}; focused on the image centre")
+        return None
+    if float(found.max(initial=0.0)) < subject_mod.SUBJECT_LEVEL:
+        report.notes.append("note: ISNet found no clear subject; focused on the image centre")
+        return None
+    return found
+
+
+def _choose_focus(depth, mask, settings: RenderSettings, subject=None) -> focus_mod.Focus:
+    """Explicit distance or disparity, else the mask, else the point, else the automatic
+    subject (ISNet), else the image centre."""
     if settings.focus_distance_m is not None:
         return focus_mod.focus_from_distance(depth, settings.focus_distance_m)
     if settings.focus_disparity is not None:
@@ -216,6 +258,12 @@ def _choose_focus(depth, mask, settings: RenderSettings) -> focus_mod.Focus:
         return focus_mod.focus_from_mask(depth, mask)
     if settings.focus_point is not None:
         return focus_mod.focus_from_point(depth, *settings.focus_point)
+    if subject is not None:
+        # The focal plane: weighted median depth over the confident part of the matte.
+        confident = np.where(subject >= 0.5, subject, 0.0).astype(np.float32)
+        found = focus_mod.focus_from_mask(depth, confident)
+        found.source = "automatic subject (ISNet)"
+        return found
     h, w = depth.shape
     found = focus_mod.focus_from_point(depth, w / 2, h / 2)
     found.source = "image centre (no mask, point or distance given)"

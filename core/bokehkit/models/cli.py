@@ -1,0 +1,138 @@
+"""`bokehkit models list|install|verify|import|remove|path`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import BokehkitError
+from .store import ModelStore
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _store(args: argparse.Namespace) -> ModelStore:
+    return ModelStore(getattr(args, "store", None))
+
+
+def _bar(args: argparse.Namespace):
+    from ..cli import ProgressBar  # the CLI's bar; imported late (cli imports this module)
+
+    return ProgressBar(enabled=not getattr(args, "quiet", False))
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    for spec in store.manifest.models:
+        if store.is_installed(spec.id):
+            state = f"installed ({_mb(spec.size)})"
+        else:
+            first = spec.files[0].sources[0]
+            size = first.download_size or spec.size
+            state = f"not installed (download {_mb(size)} from {first.registry or first.url})"
+            partial = store.partial_bytes(spec.id)
+            if partial:
+                state += f", {_mb(partial)} partly downloaded"
+        print(f"{spec.id}\t{state}\t{spec.purpose}")
+        if args.verbose:
+            print(f"\t{spec.name}; licence: {spec.licence}")
+    if args.verbose:
+        print(f"store: {store.root}")
+    return 0
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    store = _store(args)
+    for model_id in args.ids:
+        paths = store.install(model_id, force=args.force, progress=_bar(args))
+        for p in paths:
+            print(f"{model_id}: installed {p}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    store = _store(args)
+    paths = store.import_files(args.id, args.files, progress=_bar(args))
+    for p in paths:
+        print(f"{args.id}: installed {p}")
+    if not store.is_installed(args.id):
+        raise BokehkitError(f"{args.id} still lacks files; import the others too")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    ids = args.ids or [m.id for m in store.manifest.models if store.model_dir(m.id).exists()]
+    bad = 0
+    for model_id in ids:
+        for check in store.verify(model_id):
+            print(f"{check.model_id}\t{check.name}\t{check.message}")
+            bad += not check.ok
+    if not ids:
+        print("no models installed")
+    return 2 if bad else 0
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    store = _store(args)
+    for model_id in args.ids:
+        if store.remove(model_id):
+            print(f"{model_id}: removed")
+        else:
+            print(f"{model_id}: was not installed")
+    return 0
+
+
+def _cmd_path(args: argparse.Namespace) -> int:
+    print(_store(args).require(args.id))
+    return 0
+
+
+def add_models_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the `models` command to the main parser's sub-commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="model store (default: $BOKEHKIT_MODELS, else the user data folder)",
+    )
+    p = sub.add_parser(
+        "models",
+        parents=[common],
+        help="list, install, verify, import and remove models",
+        description="Models bokehkit can use. Nothing is downloaded except by 'install'.",
+    )
+    msub = p.add_subparsers(dest="models_command", required=True)
+    q = msub.add_parser("list", parents=[common], help="one model a line, and whether installed")
+    q.add_argument("-v", "--verbose", action="store_true", help="also print the store folder")
+    q.set_defaults(run=_cmd_list)
+    q = msub.add_parser("install", parents=[common], help="download, check and store models")
+    q.add_argument("ids", nargs="+", metavar="ID")
+    q.add_argument("--force", action="store_true", help="download again even if installed")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(run=_cmd_install)
+    q = msub.add_parser(
+        "import", parents=[common], help="install from files you already have (offline)"
+    )
+    q.add_argument("id", metavar="ID")
+    q.add_argument("files", nargs="+", metavar="FILE", help="the model file, or a source download")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(run=_cmd_import)
+    q = msub.add_parser("verify", parents=[common], help="check installed files' SHA-256")
+    q.add_argument("ids", nargs="*", metavar="ID")
+    q.set_defaults(run=_cmd_verify)
+    q = msub.add_parser("remove", parents=[common], help="delete an installed model")
+    q.add_argument("ids", nargs="+", metavar="ID")
+    q.set_defaults(run=_cmd_remove)
+    q = msub.add_parser("path", parents=[common], help="print the installed model's file")
+    q.add_argument("id", metavar="ID")
+    q.set_defaults(run=_cmd_path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from ..cli import main
+
+    sys.exit(main(["models", *sys.argv[1:]]))

