@@ -44,6 +44,10 @@ MIN_LOW_RES_RADIUS = 6.0
 FILL_SCALE = 4
 #: ... from known pixels up to this far around the place in need.
 FILL_CONTEXT_PX = 64
+#: A layer hides something when it is nearer than what is around it by more than this many
+#: px of CoC radius, or this fraction of its own, whichever is more (fully so at twice that).
+OCCLUSION_JUMP_PX = 1.5
+OCCLUSION_JUMP_FRACTION = 0.25
 _EMPTY = 1e-6
 #: Below this radius the kernel is a single pixel.
 SHARP_RADIUS_PX = 0.25
@@ -202,7 +206,7 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
         # Bring the composite and the layer to one resolution.
         if acc is None:
             scale = s
-            acc = np.zeros((-(-th // s), -(-tw // s), 4), np.float32)
+            acc = np.zeros((-(-th // s), -(-tw // s), 5), np.float32)
         elif s < scale:
             acc, scale = _refine(acc, scale, s, th, tw), s
         if s > scale:
@@ -213,7 +217,7 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
             rx0 // scale,
             rx0 // scale + blurred.shape[1],
         )
-        _composite_over(acc, blurred, rect, scale)
+        _composite_over(acc, blurred, rect, scale, float(slabs[i]))
     acc = _refine(acc, scale, 1, th, tw)[:th, :tw]
     return acc[..., :3] / np.maximum(acc[..., 3], _EMPTY)[..., None]
 
@@ -247,18 +251,29 @@ def _refine(acc: np.ndarray, scale: int, to: int, th: int, tw: int) -> np.ndarra
     return acc
 
 
-def _composite_over(acc, layer, rect, scale) -> None:
+def _composite_over(acc, layer, rect, scale, layer_coc) -> None:
     """acc ← acc·(1 − coverage) + layer on `rect`, after guessing the hidden background under
-    the layer's translucent parts. In place."""
+    the layer's translucent parts. In place. `acc` holds premultiplied RGB, coverage, and the
+    premultiplied signed CoC of what it shows (to tell occlusions from continuous surfaces);
+    `layer_coc` is the layer's own."""
     ry0, ry1, rx0, rx1 = rect
     ry1, rx1 = min(ry1, acc.shape[0]), min(rx1, acc.shape[1])
     layer = layer[: ry1 - ry0, : rx1 - rx0]
+    # Pixels of one group blurred by two kernels can overlap to a coverage above 1 (a pixel
+    # keeps its sharp share and receives its neighbours' blurred share): one surface covers
+    # at most fully, so such pixels are normalised, which keeps their colour.
+    alpha = layer[..., 3]
+    over = alpha > 1.0
+    if over.any():
+        layer = layer.copy()
+        layer[over] /= alpha[over][:, None]
     cover = np.clip(layer[..., 3], 0.0, 1.0)
-    _fill_hidden_under(acc, cover, (ry0, ry1, rx0, rx1), scale)
+    _fill_hidden_under(acc, cover, (ry0, ry1, rx0, rx1), scale, layer_coc)
     target = acc[ry0:ry1, rx0:rx1]
     target *= (1.0 - cover)[..., None]
     target[..., :3] += layer[..., :3]
     target[..., 3] += cover
+    target[..., 4] += cover * np.float32(layer_coc)
 
 
 def _tent(coc: np.ndarray, slabs: np.ndarray):
@@ -318,7 +333,7 @@ def _convolve(stack: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
     return full[c : c + h, c : c + w].astype(np.float32)
 
 
-def _fill_hidden_under(acc, cover, rect, scale) -> None:
+def _fill_hidden_under(acc, cover, rect, scale, layer_coc) -> None:
     """Where a translucent part of the next layer lies over a place that nothing composited
     so far covers (the background hidden in the photo), put a guess of that background
     there, extrapolated from what is already known around it. In place; `acc` holds
@@ -339,13 +354,22 @@ def _fill_hidden_under(acc, cover, rect, scale) -> None:
         return  # nothing known yet to guess from
     down = max(FILL_SCALE // scale, 1)
     low = box_down(known, down)
-    guess = pull_push_fill(low[..., :3], low[..., 3])
+    # Colour and CoC of what lies behind, extrapolated together.
+    guess = pull_push_fill(np.concatenate([low[..., :3], low[..., 4:5]], axis=-1), low[..., 3])
     guess = bilinear_up(guess, down, fy1 - fy0, fx1 - fx0)
     # Apply over the bounding box of the need.
     ny0, ny1, nx0, nx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     gy0, gx0 = ry0 + ny0 - fy0, rx0 + nx0 - fx0
     guess = guess[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
     target = acc[ry0 + ny0 : ry0 + ny1, rx0 + nx0 : rx0 + nx1]
-    missing = np.where(need[ny0:ny1, nx0:nx1], 1.0 - target[..., 3], 0.0).astype(np.float32)
-    target[..., :3] += guess * missing[..., None]
+    # Only behind an occlusion: where the layer is clearly nearer than what is known around
+    # it. Across a continuous surface (a floor, a face) the next slab is barely nearer, and
+    # nothing is hidden: a guess there would draw its boundary as a line.
+    jump = np.float32(layer_coc) - guess[..., 3]
+    threshold = max(OCCLUSION_JUMP_PX, OCCLUSION_JUMP_FRACTION * abs(layer_coc))
+    occluding = np.clip(jump / threshold - 1.0, 0.0, 1.0)
+    need_box = need[ny0:ny1, nx0:nx1]
+    missing = np.where(need_box, (1.0 - target[..., 3]) * occluding, 0.0).astype(np.float32)
+    target[..., :3] += guess[..., :3] * missing[..., None]
     target[..., 3] += missing
+    target[..., 4] += guess[..., 3] * missing
