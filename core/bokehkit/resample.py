@@ -92,3 +92,24 @@ def pull_push_fill(premult: np.ndarray, weight: np.ndarray, min_size: int = 2) -
         colour = (p / np.maximum(w, 1e-8)[..., None]) * w_sat + coarse * (1 - w_sat)
         colour = np.where(w[..., None] > 0, colour, coarse)
     return colour.astype(np.float32)
+
+
+def pull_push_max(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill unknown pixels of a 2-D map with the largest known value nearby (a max pyramid,
+    coarser the further the nearest known pixel is)."""
+    levels = [np.where(known, values, -np.inf).astype(np.float32)]
+    while min(levels[-1].shape) > 2:
+        a = levels[-1]
+        h, w = a.shape
+        if h % 2 or w % 2:
+            a = np.pad(a, ((0, h % 2), (0, w % 2)), mode="edge")
+        levels.append(
+            np.maximum.reduce([a[0::2, 0::2], a[1::2, 0::2], a[0::2, 1::2], a[1::2, 1::2]])
+        )
+    filled = levels[-1]
+    for finer in reversed(levels[:-1]):
+        coarse = np.repeat(np.repeat(filled, 2, axis=0), 2, axis=1)[
+            : finer.shape[0], : finer.shape[1]
+        ]
+        filled = np.where(np.isfinite(finer), finer, coarse)
+    return filled

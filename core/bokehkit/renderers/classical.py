@@ -31,7 +31,7 @@ import numpy as np
 from scipy.fft import irfft2, next_fast_len, rfft2
 
 from ..progress import Progress
-from ..resample import bilinear_up, box_down, pull_push_fill
+from ..resample import bilinear_up, box_down, pull_push_fill, pull_push_max
 from .base import RenderJob
 
 TILE_PX = 512
@@ -206,7 +206,7 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
         # Bring the composite and the layer to one resolution.
         if acc is None:
             scale = s
-            acc = np.zeros((-(-th // s), -(-tw // s), 5), np.float32)
+            acc = np.zeros((-(-th // s), -(-tw // s), 6), np.float32)
         elif s < scale:
             acc, scale = _refine(acc, scale, s, th, tw), s
         if s > scale:
@@ -253,9 +253,9 @@ def _refine(acc: np.ndarray, scale: int, to: int, th: int, tw: int) -> np.ndarra
 
 def _composite_over(acc, layer, rect, scale, layer_coc) -> None:
     """acc ← acc·(1 − coverage) + layer on `rect`, after guessing the hidden background under
-    the layer's translucent parts. In place. `acc` holds premultiplied RGB, coverage, and the
-    premultiplied signed CoC of what it shows (to tell occlusions from continuous surfaces);
-    `layer_coc` is the layer's own."""
+    the layer's translucent parts. In place. `acc` holds premultiplied RGB and coverage, then
+    the signed CoC of what it really shows (not guesses), premultiplied, and that coverage:
+    they tell occlusions from continuous surfaces. `layer_coc` is the layer's own."""
     ry0, ry1, rx0, rx1 = rect
     ry1, rx1 = min(ry1, acc.shape[0]), min(rx1, acc.shape[1])
     layer = layer[: ry1 - ry0, : rx1 - rx0]
@@ -274,6 +274,7 @@ def _composite_over(acc, layer, rect, scale, layer_coc) -> None:
     target[..., :3] += layer[..., :3]
     target[..., 3] += cover
     target[..., 4] += cover * np.float32(layer_coc)
+    target[..., 5] += cover
 
 
 def _tent(coc: np.ndarray, slabs: np.ndarray):
@@ -354,8 +355,7 @@ def _fill_hidden_under(acc, cover, rect, scale, layer_coc) -> None:
         return  # nothing known yet to guess from
     down = max(FILL_SCALE // scale, 1)
     low = box_down(known, down)
-    # Colour and CoC of what lies behind, extrapolated together.
-    guess = pull_push_fill(np.concatenate([low[..., :3], low[..., 4:5]], axis=-1), low[..., 3])
+    guess = pull_push_fill(low[..., :3], low[..., 3])
     guess = bilinear_up(guess, down, fy1 - fy0, fx1 - fx0)
     # Apply over the bounding box of the need.
     ny0, ny1, nx0, nx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
@@ -365,11 +365,16 @@ def _fill_hidden_under(acc, cover, rect, scale, layer_coc) -> None:
     # Only behind an occlusion: where the layer is clearly nearer than what is known around
     # it. Across a continuous surface (a floor, a face) the next slab is barely nearer, and
     # nothing is hidden: a guess there would draw its boundary as a line.
-    jump = np.float32(layer_coc) - guess[..., 3]
+    # The nearest surface known around each place (not the average, which a receding
+    # surface's far parts would pull back and make look like an occlusion).
+    low_known = low[..., 5] > 1e-2
+    behind = pull_push_max(low[..., 4] / np.maximum(low[..., 5], _EMPTY), low_known)
+    behind = np.repeat(np.repeat(behind, down, axis=0), down, axis=1)
+    behind = behind[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
+    jump = np.float32(layer_coc) - behind
     threshold = max(OCCLUSION_JUMP_PX, OCCLUSION_JUMP_FRACTION * abs(layer_coc))
     occluding = np.clip(jump / threshold - 1.0, 0.0, 1.0)
     need_box = need[ny0:ny1, nx0:nx1]
     missing = np.where(need_box, (1.0 - target[..., 3]) * occluding, 0.0).astype(np.float32)
-    target[..., :3] += guess[..., :3] * missing[..., None]
+    target[..., :3] += guess * missing[..., None]
     target[..., 3] += missing
-    target[..., 4] += guess[..., 3] * missing
