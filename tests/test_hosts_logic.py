@@ -1,0 +1,247 @@
+"""The plug-ins' host-independent logic, without GIMP or Krita (runs everywhere): the Krita
+plug-in's core.py against fake documents, the GIMP plug-in's small shared functions with
+a stand-in for `gi`. The real applications are exercised in test_hosts_gimp/krita.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugin"))
+
+from bokehkit_plugin import rawbuffer, schema  # noqa: E402
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+core = _load("bokehkit_krita_core_under_test", REPO / "krita" / "bokehkit_krita" / "core.py")
+
+W, H = 4, 2
+SRGB = "sRGB-elle-V2-srgbtrc.icc"
+
+
+class Node:
+    def __init__(self, name, kind="paintlayer", data=None, depth="U8", profile=SRGB,
+                 model="RGBA", children=()):  # fmt: skip
+        self._name, self._type, self._depth, self._profile, self._model = (
+            name, kind, depth, profile, model)  # fmt: skip
+        size = 1 if kind in ("transparencymask", "selectionmask") else 4
+        self._data = data if data is not None else bytes(W * H * size)
+        self._children, self._parent = list(children), None
+        for c in self._children:
+            c._parent = self
+
+    def name(self):
+        return self._name  # noqa: E704
+
+    def type(self):
+        return self._type  # noqa: E704
+
+    def colorModel(self):
+        return self._model  # noqa: E704, N802
+
+    def colorDepth(self):
+        return self._depth  # noqa: E704, N802
+
+    def colorProfile(self):
+        return self._profile  # noqa: E704, N802
+
+    def childNodes(self):
+        return list(self._children)  # noqa: E704, N802
+
+    def parentNode(self):
+        return self._parent  # noqa: E704, N802
+
+    def pixelData(self, x, y, w, h):  # noqa: N802
+        return self._data
+
+    def setPixelData(self, data, x, y, w, h):  # noqa: N802
+        self._data = bytes(data)
+
+    def setColorSpace(self, model, depth, profile):  # noqa: N802
+        self._model, self._depth, self._profile = model, depth, profile
+
+    def addChildNode(self, node, above):  # noqa: N802
+        i = self._children.index(above) + 1 if above is not None else 0
+        self._children.insert(i, node)
+        node._parent = self
+
+
+class Selection:
+    def __init__(self, data):
+        self._data = data
+
+    def width(self):
+        return W  # noqa: E704
+
+    def height(self):
+        return H  # noqa: E704
+
+    def pixelData(self, x, y, w, h):
+        return self._data  # noqa: E704, N802
+
+
+class Doc:
+    def __init__(self, nodes, selection=None):
+        self.root = Node("root", "grouplayer", children=nodes)
+        self._sel, self.active = selection, None
+
+    def width(self):
+        return W  # noqa: E704
+
+    def height(self):
+        return H  # noqa: E704
+
+    def selection(self):
+        return self._sel  # noqa: E704
+
+    def rootNode(self):
+        return self.root  # noqa: E704, N802
+
+    def createNode(self, name, kind):
+        return Node(name, kind)  # noqa: E704, N802
+
+    def setActiveNode(self, node):
+        self.active = node  # noqa: E704, N802
+
+    def refreshProjection(self):
+        pass  # noqa: E704, N802
+
+
+MASK = bytes([0, 0, 255, 128, 0, 0, 64, 0])
+PHOTO = bytes(range(W * H * 4))
+
+
+def test_pixel_layout_per_depth():
+    assert core.pixel_layout(Node("a")) == ("uint8", "BGRA", "srgb")
+    assert core.pixel_layout(Node("a", depth="U16")) == ("uint16", "BGRA", "srgb")
+    assert core.pixel_layout(Node("a", depth="F32", profile="sRGB-elle-V2-g10.icc")) == (
+        "float32", "RGBA", "linear")  # fmt: skip
+    with pytest.raises(ValueError, match="RGB/Alpha"):
+        core.pixel_layout(Node("a", model="GRAYA"))
+
+
+def test_mask_priority_selection_then_mask_node_then_focus_layer():
+    tmask = Node("Sharp", "transparencymask", data=bytes([9] * (W * H)))
+    focus = Node("Focus", data=b"".join(bytes([255, 255, 255, m]) for m in MASK))
+    src = Node("Background", data=PHOTO, children=[tmask])
+    doc = Doc([src, focus], Selection(MASK))
+    name, m = core.find_mask(doc, src)
+    assert (name, m.data, m.channels, m.dtype) == ("selection", MASK, "Y", "uint8")
+    doc._sel = None
+    name, m = core.find_mask(doc, src)
+    assert name.startswith("transparencymask") and m.data == bytes([9] * (W * H))
+    src._children = []
+    name, m = core.find_mask(doc, src)
+    assert name == "layer “Focus”" and m.data == MASK  # white paint: its alpha
+    focus._data = b"".join(bytes([m, m, m, 255]) for m in MASK)  # grey paint, opaque
+    assert core.find_mask(doc, src)[1].data == MASK
+    focus._name = "Other"
+    assert core.find_mask(doc, src) == (None, None)
+
+
+def test_empty_selection_is_no_mask():
+    src = Node("Background", data=PHOTO)
+    assert core.find_mask(Doc([src], Selection(bytes(W * H))), src) == (None, None)
+
+
+def test_prepare_reads_pixels_and_requires_a_mask_only_for_mask_focus():
+    src = Node("Background", data=PHOTO)
+    doc = Doc([src])
+    with pytest.raises(ValueError, match="Painted mask"):
+        core.prepare(doc, src, {"focus_source": "mask"})
+    job = core.prepare(doc, src, {"focus_source": "auto", "aperture": 2.8})
+    assert job.mask is None and job.params["aperture"] == 2.8
+    assert (job.image.data, job.image.order, job.image.dtype) == (PHOTO, "BGRA", "uint8")
+    with pytest.raises(ValueError, match="paint layer"):
+        core.prepare(doc, Node("g", "grouplayer"), {})
+    with pytest.raises(schema.ParamError):
+        core.prepare(doc, src, {"aperture": 0.1})
+
+
+def test_apply_adds_a_layer_above_and_leaves_the_source():
+    src, top = Node("Background", data=PHOTO), Node("Top")
+    doc = Doc([src, top])
+    job = core.prepare(doc, src, {"focus_source": "auto"})
+    out = rawbuffer.RawImage(W, H, bytes(reversed(PHOTO)), "RGBA", "BGRA", "uint8", "srgb")
+    result = types.SimpleNamespace(image=out, report=[])
+    got_doc, layer = core.apply(job, result)
+    assert got_doc is doc and doc.active is layer
+    assert [n.name() for n in doc.root.childNodes()] == ["Background", "Background bokeh", "Top"]
+    assert layer.pixelData(0, 0, W, H) == out.data and src.pixelData(0, 0, W, H) == PHOTO
+    bad = types.SimpleNamespace(
+        image=rawbuffer.RawImage(W, H, bytes(W * H * 16), "RGBA", "RGBA", "float32", "linear")
+    )
+    with pytest.raises(ValueError, match="not what was sent"):
+        core.apply(job, bad)
+
+
+def test_engines_are_shut_down():
+    engine = mock.Mock()
+    core._engines.append(engine)
+    core.shutdown_engines()
+    engine.close.assert_called_once()
+    assert core._engines == []
+
+
+# ------------------------------------------------------------------ the GIMP plug-in
+
+
+@pytest.fixture(scope="module")
+def gimp_plugin():
+    """bokehkit-gimp.py with `gi` replaced (only its pure functions are called)."""
+    fake_gi = types.ModuleType("gi")
+    fake_gi.require_version = lambda *a: None
+    repo = types.ModuleType("gi.repository")
+    for name in ("Babl", "Gegl", "Gimp", "GLib", "GObject"):
+        setattr(repo, name, mock.MagicMock(name=name))
+    with mock.patch.dict(sys.modules, {"gi": fake_gi, "gi.repository": repo}):
+        yield _load(
+            "bokehkit_gimp_under_test", REPO / "gimp" / "bokehkit-gimp" / "bokehkit-gimp.py"
+        )
+
+
+def test_gimp_arguments_map_to_schema_params(gimp_plugin):
+    g = gimp_plugin
+    values = {g.arg_name(p.name): p.default for p in schema.SCHEMA}
+    for p in schema.SCHEMA:
+        if p.choices:
+            values[g.arg_name(p.name)] = g.choice_nick(p.default)
+    values.update({"sr-factor": "x2", "aperture": 1.4, "focus-source": "point"})
+    params = g.params_from_values(schema, values)
+    assert params["sr_factor"] == 2 and params["aperture"] == 1.4
+    assert params["focus_source"] == "point" and set(params) == set(schema.BY_NAME)
+    values["aperture"] = 100.0
+    with pytest.raises(schema.ParamError):
+        g.params_from_values(schema, values)
+
+
+def test_gimp_pixel_formats(gimp_plugin):
+    pf = gimp_plugin.pixel_format
+    assert pf("u8-non-linear") == ("R~G~B~A u8", "uint8", "srgb")
+    assert pf("u8-perceptual") == ("R~G~B~A u8", "uint8", "srgb")
+    assert pf("u16-linear") == ("RGBA u16", "uint16", "linear")
+    assert pf("half-non-linear") == ("RGBA float", "float32", "linear")
+    assert pf("float-linear") == ("RGBA float", "float32", "linear")
+    assert pf("u32-linear") == ("RGBA float", "float32", "linear")
+    for fmt, dtype, transfer in (pf("u8-non-linear"), pf("u16-linear"), pf("float-linear")):
+        assert gimp_plugin.pixel_format_of(fmt) == (dtype, transfer)
+
+
+def test_gimp_first_mask_in_priority_order(gimp_plugin):
+    first = gimp_plugin.first_mask
+    assert first([("argument", None), ("layer mask", "M"), ("selection", "S")]) == (
+        "layer mask", "M")  # fmt: skip
+    assert first([("argument", None), ("selection", None)]) == (None, None)
