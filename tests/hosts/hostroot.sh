@@ -193,6 +193,14 @@ ns_run() {   # runs in the private namespace (or under an exclusive lock in the 
   fi
   install -d -m 700 "$ROOT/tmp/runtime-$user"
   [ "$user" = root ] || in_root chown "$user:$user" "/tmp/runtime-$user"
+  # Host folders wanted at their own paths inside (HOSTROOT_BINDS, one per line, read-only),
+  # mounted after the fresh /tmp so that a checkout under /tmp stays visible.
+  local bind
+  while IFS= read -r bind; do
+    [ -n "$bind" ] || continue
+    mnt "$ROOT$bind" --bind "$bind"
+    mount -o remount,bind,ro "$ROOT$bind"
+  done <<< "${HOSTROOT_BINDS:-}"
   for v in $PASSENV; do if [ -n "${!v+x}" ]; then envs+=("$v=${!v}"); fi; done
   # in the background (stdin kept) so that a signal to us reaches the command at once,
   # and we unmount as soon as it is gone

@@ -36,9 +36,9 @@ for p in "$(realpath "$base")" "$REPO" "$VENV"; do
   skip=
   for b in "${bound[@]}"; do case $p/ in "$b"/*) skip=1 ;; esac; done
   [ -n "$skip" ] && continue
-  mkdir -p "$ROOT$p"
-  mount --bind "$p" "$ROOT$p"
-  mount -o remount,bind,ro "$ROOT$p"
   bound+=("$p")
 done
+# hostroot.sh mounts these after its fresh /tmp (a CI checkout may live under /tmp).
+HOSTROOT_BINDS=$(printf '%s\n' "${bound[@]}")
+export HOSTROOT_BINDS
 exec "$HERE/hostroot.sh" run env BOKEHKIT_ENGINE="$VENV/bin/python -m bokehkit" "$@"
