@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .models.cli import add_models_parser
 
     add_models_parser(sub)
+    from .install_plugins import add_parsers as add_install_parsers
+
+    add_install_parsers(sub)
     return parser
 
 

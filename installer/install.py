@@ -1,0 +1,20 @@
+#!/usr/bin/env python3
+"""Install (or uninstall) bokehkit's GIMP 3 and Krita plug-ins from a checkout or a release,
+without the engine's packages: standard library only. The same code as
+`bokehkit install-plugins` / `bokehkit uninstall-plugins` (core/bokehkit/install_plugins.py).
+
+    python3 installer/install.py [--gimp|--krita|--all] [--profile DIR] [--dry-run]
+    python3 installer/install.py uninstall [--dry-run]
+    python3 installer/install.py --list
+"""
+
+import sys
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parents[1] / "core"
+sys.path.insert(0, str(CORE))
+
+from bokehkit.install_plugins import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
