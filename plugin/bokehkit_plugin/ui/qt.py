@@ -1,4 +1,5 @@
-"""Imports whichever PyQt is there: PyQt6 first, else PyQt5 (Krita 5).
+"""Imports whichever PyQt is there: the one the host already loaded (Krita 5 runs PyQt5,
+Krita 6 PyQt6: loading the other into its Qt would crash), else PyQt6, else PyQt5.
 
 BOKEHKIT_QT=pyqt5 forces PyQt5 (tests run the panel under both). Only scoped enums
 (``Qt.AlignmentFlag.AlignCenter``) are used: both bindings accept them.
@@ -7,8 +8,11 @@ BOKEHKIT_QT=pyqt5 forces PyQt5 (tests run the panel under both). Only scoped enu
 from __future__ import annotations
 
 import os
+import sys
 
 if os.environ.get("BOKEHKIT_QT", "").lower() == "pyqt5":
+    _order = ("PyQt5",)
+elif "PyQt5.QtCore" in sys.modules and "PyQt6.QtCore" not in sys.modules:
     _order = ("PyQt5",)
 else:
     _order = ("PyQt6", "PyQt5")
