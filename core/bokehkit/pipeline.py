@@ -64,6 +64,10 @@ class RenderSettings:
     sr_factor: int = 1
     upscaler: str = "classical"
     engine_options: dict = field(default_factory=dict)
+    # Without a depth map: use the depth a phone embedded in the photo (GDepth, Dynamic
+    # Depth), else an installed depth model's estimate; False skips that source.
+    embedded_depth: bool = True
+    depth_model: bool = True
     # With no mask, point, distance or disparity: focus on the subject ISNet finds, if
     # installed (`bokehkit models install isnet`); False: the image centre, as before.
     auto_subject: bool = True
@@ -133,17 +137,14 @@ def render_image(
     mask = _focus_mask(settings, width, height)
     subject = _auto_subject(image, mask, settings, report, progress)
 
-    # Depth.
-    if settings.depth_path:
-        depth = depth_mod.load_depth(
-            settings.depth_path,
-            settings.depth_units,
-            settings.depth_kind,
-            settings.depth_near,
-            settings.depth_range_m,
-        )
-        depth = depth_mod.fit_to_image(depth, width, height)
-    else:
+    # Depth: the given map, else the depth the phone recorded in the photo, else an
+    # installed depth model's estimate, else the fallback built around the focus region.
+    depth = _given_depth(image, settings, width, height)
+    if depth is None and settings.embedded_depth:
+        depth = _embedded_depth(image, width, height, report)
+    if depth is None and settings.depth_model:
+        depth = _model_depth(image, width, height, report, progress.span(0.0, 0.04))
+    if depth is None:
         if settings.focus_distance_m is not None:
             raise BokehkitError("--focus-distance needs a metric depth map (--depth FILE)")
         region = mask if mask is not None else subject
@@ -196,6 +197,79 @@ def render_image(
     report.output_size = (width * factor, height * factor)
     report.seconds = time.perf_counter() - started
     return out, report
+
+
+def _given_depth(image: LoadedImage, settings: RenderSettings, width: int, height: int):
+    """The depth map the user named, fitted to the image; None if none was named. A HEIF
+    photo, or the input photo itself, named as the depth means the depth embedded in it."""
+    if not settings.depth_path:
+        return None
+    from . import phone_depth
+
+    path = Path(settings.depth_path)
+    source = image.encoding.source
+    same = bool(source) and path.is_file() and Path(source).is_file() and path.samefile(source)
+    if same or path.suffix.lower() in phone_depth.HEIF_SUFFIXES:
+        depth, _ = phone_depth.read_embedded_depth(path, width, height, strict=True)
+        return depth
+    depth = depth_mod.load_depth(
+        settings.depth_path,
+        settings.depth_units,
+        settings.depth_kind,
+        settings.depth_near,
+        settings.depth_range_m,
+    )
+    return depth_mod.fit_to_image(depth, width, height)
+
+
+def _embedded_depth(image: LoadedImage, width: int, height: int, report: RenderReport):
+    """The depth a phone recorded in the source JPEG, or None (with a note if it was found
+    but could not be used)."""
+    source = image.encoding.source
+    if image.encoding.format != "JPEG" or not source or not Path(source).is_file():
+        return None
+    from . import phone_depth
+
+    depth, notes = phone_depth.read_embedded_depth(source, width, height)
+    report.notes.extend(notes)
+    return depth
+
+
+#: Depth models tried, best first (depth_models.specs.PREFERENCE, which needs its package).
+DEPTH_MODEL_IDS = (
+    "depth-anything-v2-large",
+    "dadepth",
+    "depth-anything-v2-base",
+    "depth-anything-v2-small",
+)
+
+
+def _model_depth(image: LoadedImage, width: int, height: int, report: RenderReport, progress):
+    """An installed depth model's estimate; None when none is installed, or (with a note)
+    when one is but cannot run here (no torch, a damaged file). Never downloads."""
+    from .models import installed_path
+
+    def installed(model_id: str) -> bool:
+        try:
+            return installed_path(model_id) is not None
+        except (BokehkitError, KeyError):  # not in this manifest
+            return False
+
+    model_id = next((m for m in DEPTH_MODEL_IDS if installed(m)), None)
+    if model_id is None:
+        return None
+    try:
+        from .depth_models import estimate_depth
+    except ImportError as exc:  # the package or torch is missing
+        report.notes.append(f"note: depth model {model_id} is installed but cannot run: {exc}")
+        return None
+    progress.update(0.0, f"estimating depth ({model_id})")
+    try:
+        depth = estimate_depth(image.linear_rgb, model_id, progress)
+    except BokehkitError as exc:
+        report.notes.append(f"note: no depth from {model_id}: {exc}")
+        return None
+    return depth_mod.fit_to_image(depth, width, height)
 
 
 def _focus_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray | None:
