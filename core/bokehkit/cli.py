@@ -165,6 +165,13 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--sr", type=int, choices=(1, 2, 4), default=1, help="super-resolution factor (default 1)"
     )
+    g.add_argument(
+        "--upscaler",
+        choices=("classical", "realesrgan"),
+        default="classical",
+        help="how --sr enlarges: classical (default) or realesrgan (Real-ESRGAN x4plus; "
+        "bokehkit models install realesrgan-x4plus)",
+    )
     g.add_argument("--engine", choices=ENGINES, default="classical")
 
 
@@ -191,6 +198,7 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
         highlight_gain=args.highlights,
         grain=args.grain,
         sr_factor=args.sr,
+        upscaler=args.upscaler,
     )
 
 

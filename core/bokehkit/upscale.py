@@ -51,9 +51,21 @@ def upscale_linear(
 
 Upscaler = Callable[[np.ndarray, int, "np.ndarray | None"], np.ndarray]
 
+
+def upscale_realesrgan(
+    linear_rgb: np.ndarray, factor: int, sharpness: np.ndarray | None = None, progress=None
+) -> np.ndarray:
+    """Real-ESRGAN x4plus (`bokehkit.sr`; needs `bokehkit models install realesrgan-x4plus`
+    and torch or its ONNX export). Imported on first use: torch stays unloaded till then.
+    `progress` (a progress.Progress) is told after each tile and may cancel between them."""
+    from .sr.realesrgan import upscale_realesrgan as run
+
+    return run(linear_rgb, factor, sharpness, progress)
+
+
 #: Where learned super-resolution plugs in: a name → a function (linear H×W×3 float32,
 #: factor, sharpness map at the source size or None) → the enlarged image.
-UPSCALERS: dict[str, Upscaler] = {"classical": upscale_linear}
+UPSCALERS: dict[str, Upscaler] = {"classical": upscale_linear, "realesrgan": upscale_realesrgan}
 
 
 def get_upscaler(name: str) -> Upscaler:

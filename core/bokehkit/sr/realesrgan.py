@@ -1,0 +1,334 @@
+"""Real-ESRGAN x4plus as bokehkit's upscaler "realesrgan" (×2 and ×4).
+
+The network was trained on sRGB-encoded images in [0, 1], so the linear-light image the
+pipeline hands over is clipped to [0, 1] and encoded with the sRGB curve, enlarged ×4 tile by
+tile (`tiling.run_tiled`: 256 px windows, neighbours overlapping by 32 px: 10 dropped at each
+inner edge, 12 blended), and decoded back to linear light. What lies outside [0, 1] (lights
+brighter than white that highlight recovery made) is enlarged bilinearly and added back, so
+no energy is lost. ×2 is the ×4 result reduced by an antialiased Lanczos-3 filter in
+linear light, window by window.
+
+With a sharpness map (the pipeline's: 0 where the renderer will blur by a pixel or more),
+windows with nothing sharp in them get the classical upscale instead: their detail would be
+blurred away, and the network is slow: about 350 s per input megapixel with ONNX Runtime on
+two CPU cores.
+
+Backends: torch (our RRDBNet with the converted weights), or ONNX Runtime with an ONNX file
+exported from it once (`export_onnx`, kept in the store beside the weights); "auto" takes
+ONNX Runtime, faster and steadier than torch on CPU (docs/benchmarks-sr.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..colour import linear_to_srgb, srgb_to_linear
+from ..errors import BokehkitError
+from ..progress import Progress
+from .tiling import run_tiled
+
+MODEL_ID = "realesrgan-x4plus"
+WEIGHTS = "realesrgan-x4plus.safetensors"
+ONNX = "realesrgan-x4plus.onnx"
+SCALE = 4
+TILE = 256
+PAD = 10
+BLEND = 12
+#: Windows whose sharpness never reaches this get the classical upscale.
+SHARP_THRESHOLD = 0.02
+BACKENDS = ("auto", "torch", "onnx")
+
+_lock = threading.Lock()
+_cache: dict[tuple, object] = {}
+
+
+# ---------------------------------------------------------------------------- the weights
+def _store(store):
+    from ..models import ModelStore
+
+    return store if hasattr(store, "require") else ModelStore(store)
+
+
+def prepare(store=None, log: Callable[[str], None] | None = None) -> Path:
+    """The converted weights (safetensors) of the installed model, converting the ncnn files
+    on first use. BokehkitError with the install command if the model is not installed."""
+    from . import ncnn_convert
+
+    st = _store(store)
+    st.require(MODEL_ID)  # raises "… run: bokehkit models install realesrgan-x4plus"
+    folder = st.model_dir(MODEL_ID)
+    param, binf = folder / "realesrgan-x4plus.param", folder / "realesrgan-x4plus.bin"
+    dest = folder / WEIGHTS
+    want = {f.name: f.sha256 for f in st.spec(MODEL_ID).files}
+    if dest.is_file():
+        try:
+            meta = ncnn_convert.read_metadata(dest)
+            if (
+                meta.get("converter") == ncnn_convert.CONVERTER_VERSION
+                and meta.get("source_param_sha256") == want[param.name]
+                and meta.get("source_bin_sha256") == want[binf.name]
+            ):
+                return dest
+        except (OSError, ValueError, BokehkitError):
+            pass
+    with _lock:
+        if log is not None:
+            log(f"{MODEL_ID}: converting the ncnn weights into {dest.name} (once)")
+        ncnn_convert.convert_files(param, binf, dest)
+        meta = ncnn_convert.read_metadata(dest)
+        if (meta["source_param_sha256"], meta["source_bin_sha256"]) != (
+            want[param.name],
+            want[binf.name],
+        ):
+            dest.unlink(missing_ok=True)
+            raise BokehkitError(
+                f"the installed {MODEL_ID} files are damaged (SHA-256 differs); run: "
+                f"bokehkit models install --force {MODEL_ID}"
+            )
+    return dest
+
+
+def load_torch(weights: Path, device: str = "cpu"):
+    """Our RRDBNet with converted weights (cached per file)."""
+    from safetensors.torch import load_file
+
+    from . import ncnn_convert
+    from .rrdbnet import RRDBNet
+
+    weights = Path(weights)
+    key = ("torch", str(weights), weights.stat().st_mtime_ns, device)
+    with _lock:
+        net = _cache.get(key)
+        if net is None:
+            meta = ncnn_convert.read_metadata(weights)
+            config = {
+                k: v
+                for k, v in json.loads(meta.get("config", "{}")).items()
+                if k in ("num_in_ch", "num_out_ch", "num_feat", "num_block", "num_grow_ch")
+            }
+            net = RRDBNet(**config)
+            net.load_state_dict(load_file(str(weights)), strict=True)
+            net = net.eval().to(device)
+            for p in net.parameters():
+                p.requires_grad_(False)
+            _cache.clear()
+            _cache[key] = net
+    return net
+
+
+def export_onnx(net, dest: Path, opset: int = 18) -> Path:
+    """Export an RRDBNet to ONNX (input "input" and output "output", N×3×H×W with free H,
+    W), written atomically."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    import torch
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.export")
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "torchvision is not installed", and the like
+    example = torch.rand(1, 3, 32, 32)
+    h = torch.export.Dim("height", min=1, max=8192)
+    w = torch.export.Dim("width", min=1, max=8192)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net.eval(),
+                (example,),
+                str(tmp),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes={"x": {2: h, 3: w}},
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+            )
+        os.replace(tmp, dest)
+    finally:
+        quiet.setLevel(level)
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def onnx_session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    path = Path(path)
+    key = ("onnx", str(path), path.stat().st_mtime_ns)
+    with _lock:
+        sess = _cache.get(key)
+        if sess is None:
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = threads
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            _cache.clear()
+            _cache[key] = sess
+    return sess
+
+
+def _have_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def network(store=None, backend: str = "auto") -> Callable[[np.ndarray], np.ndarray]:
+    """A function: N×3×H×W float32 in [0, 1] (sRGB) → N×3×4H×4W, from the installed model.
+
+    "auto": ONNX Runtime (faster and steadier than torch on CPU), exporting the ONNX file
+    from the converted weights on first use (about 20 s) where torch is there; torch where
+    the export cannot be made."""
+    if backend not in BACKENDS:
+        raise BokehkitError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    st = _store(store)
+    weights = prepare(st)
+    onnx_file = st.model_dir(MODEL_ID) / ONNX
+    fresh = onnx_file.is_file() and onnx_file.stat().st_mtime >= weights.stat().st_mtime
+    if backend in ("auto", "onnx") and not fresh:
+        if not _have_torch():
+            raise BokehkitError(
+                "Real-ESRGAN needs torch once, to build its ONNX file: "
+                "pip install -r requirements/torch-cpu.txt"
+            )
+        try:
+            export_onnx(load_torch(weights), onnx_file)
+            fresh = True
+        except ImportError as exc:  # no onnxscript/onnx: run it in torch
+            if backend == "onnx":
+                raise BokehkitError(f"cannot export Real-ESRGAN to ONNX: {exc}") from None
+    if backend == "onnx" or (backend == "auto" and fresh):
+        sess = onnx_session(onnx_file)
+        return lambda x: sess.run(["output"], {"input": np.ascontiguousarray(x, np.float32)})[0]
+    import torch
+
+    net = load_torch(weights)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+
+    return run
+
+
+def finish_install(store=None, log: Callable[[str], None] = print) -> list[Path]:
+    """What `bokehkit models install realesrgan-x4plus` can run after placing the ncnn files,
+    so that the first render does not wait: convert them and, where torch is there, export
+    the ONNX file (about 20 s on two cores). Safe to run again; returns the files made."""
+    st = _store(store)
+    weights = prepare(st, log)
+    onnx_file = st.model_dir(MODEL_ID) / ONNX
+    fresh = onnx_file.is_file() and onnx_file.stat().st_mtime >= weights.stat().st_mtime
+    if not fresh and _have_torch():
+        log(f"{MODEL_ID}: exporting the ONNX file for onnxruntime (once)")
+        network(st, "auto")
+    return [weights] + ([onnx_file] if onnx_file.is_file() else [])
+
+
+# ---------------------------------------------------------------------------- the upscaler
+def downscale_half(linear: np.ndarray) -> np.ndarray:
+    """H×W×C → H/2×W/2×C with PIL's antialiased Lanczos-3 (in the values given)."""
+    h, w, c = linear.shape
+    out = np.empty((h // 2, w // 2, c), np.float32)
+    for ch in range(c):
+        im = Image.fromarray(np.ascontiguousarray(linear[..., ch], np.float32), mode="F")
+        out[..., ch] = np.asarray(im.resize((w // 2, h // 2), Image.Resampling.LANCZOS))
+    return out
+
+
+def sr_srgb(
+    srgb01: np.ndarray,
+    net: Callable[[np.ndarray], np.ndarray],
+    tile: int = TILE,
+    pad: int = PAD,
+    blend: int = BLEND,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """×4 of an sRGB H×W×3 image in [0, 1] through `net`, tiled; output clipped to [0, 1]."""
+
+    def one(window: np.ndarray) -> np.ndarray:
+        x = window.transpose(2, 0, 1)[None]
+        return np.clip(net(x)[0].transpose(1, 2, 0), 0.0, 1.0)
+
+    return run_tiled(srgb01, one, SCALE, tile, pad, blend, progress, "super-resolution")
+
+
+def upscale_realesrgan(
+    linear_rgb: np.ndarray,
+    factor: int,
+    sharpness: np.ndarray | None = None,
+    progress: Progress | None = None,
+    *,
+    store=None,
+    backend: str = "auto",
+    tile: int = TILE,
+    pad: int = PAD,
+    blend: int = BLEND,
+    net: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The "realesrgan" upscaler: linear H×W×3 (or ×1, ×4: extra channels go classical)
+    float32 → ×`factor` (1, 2 or 4). `net` overrides the installed model (tests)."""
+    from ..upscale import resize_plane, upscale_linear
+
+    if factor == 1:
+        return linear_rgb
+    if factor not in (2, 4):
+        raise BokehkitError(f"Real-ESRGAN enlarges ×2 or ×4, not ×{factor}")
+    if linear_rgb.ndim == 2 or linear_rgb.shape[2] != 3:
+        again = functools.partial(
+            upscale_realesrgan, factor=factor, sharpness=sharpness, progress=progress,
+            store=store, backend=backend, tile=tile, pad=pad, blend=blend, net=net,
+        )  # fmt: skip
+        if linear_rgb.ndim == 2:
+            return again(linear_rgb[..., None])[..., 0]
+        if linear_rgb.shape[2] == 1:  # grey: as RGB, then back
+            return again(np.repeat(linear_rgb, 3, 2)).mean(axis=2, keepdims=True)
+        rest = upscale_linear(np.ascontiguousarray(linear_rgb[..., 3:]), factor, sharpness)
+        return np.concatenate([again(linear_rgb[..., :3]), rest], axis=2)
+    if net is None:
+        net = network(store, backend)
+    linear_rgb = np.asarray(linear_rgb, np.float32)
+    inside = np.clip(linear_rgb, 0.0, 1.0)
+    srgb = linear_to_srgb(inside)
+
+    def learned(window: np.ndarray) -> np.ndarray:
+        x = window.transpose(2, 0, 1)[None]
+        y = np.clip(net(x)[0].transpose(1, 2, 0), 0.0, 1.0)
+        lin = srgb_to_linear(y)
+        return lin if factor == 4 else downscale_half(lin)
+
+    def classical(window: np.ndarray) -> np.ndarray:
+        return upscale_linear(srgb_to_linear(window), factor)
+
+    skip = None
+    if sharpness is not None:
+        sharp = np.asarray(sharpness, np.float32)
+
+        def skip(rows: slice, cols: slice):
+            return classical if sharp[rows, cols].max(initial=0.0) < SHARP_THRESHOLD else None
+
+    # Windows are run at ×4 and reduced to ×2 one by one: context pad·2 ≥ Lanczos' reach.
+    out = run_tiled(srgb, learned, factor, tile, pad, blend, progress, "super-resolution", skip)
+    outside = linear_rgb - inside
+    if np.any(outside):  # bilinear: it keeps the energy (clamping and sharpening would not)
+        h, w = outside.shape[:2]
+        for ch in range(3):
+            if np.any(outside[..., ch]):
+                out[..., ch] += resize_plane(
+                    outside[..., ch], w * factor, h * factor, Image.Resampling.BILINEAR
+                )
+    return out
