@@ -54,11 +54,32 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     store = _store(args)
+    if args.id == "magicbokeh":  # converted from SD 2.1 + lora.pkl, not copied
+        return _import_magicbokeh(args, store)
+    if not args.files:
+        raise BokehkitError(f"models import {args.id}: give the file(s) to import")
     paths = store.import_files(args.id, args.files, progress=_bar(args))
     for p in paths:
         print(f"{args.id}: installed {p}")
     if not store.is_installed(args.id):
         raise BokehkitError(f"{args.id} still lacks files; import the others too")
+    return 0
+
+
+def _import_magicbokeh(args: argparse.Namespace, store: ModelStore) -> int:
+    if not (args.sd21 and args.checkpoint) or args.files:
+        raise BokehkitError(
+            "usage: bokehkit models import magicbokeh --sd21 SD21_BASE_DIR "
+            "--checkpoint lora.pkl [--name NAME]"
+        )
+    try:
+        from ..magicbokeh.convert import import_magicbokeh  # torch + diffusers: only here
+    except ImportError as exc:
+        raise BokehkitError(
+            f"importing MagicBokeh needs the full engine ({exc.name or exc} is missing)"
+        ) from None
+    log = (lambda _msg: None) if args.quiet else print
+    import_magicbokeh(args.sd21, args.checkpoint, store.root, args.name, args.force, log)
     return 0
 
 
@@ -118,8 +139,13 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
         "import", parents=[common], help="install from files you already have (offline)"
     )
     q.add_argument("id", metavar="ID")
-    q.add_argument("files", nargs="+", metavar="FILE", help="the model file, or a source download")
+    q.add_argument("files", nargs="*", metavar="FILE", help="the model file, or a source download")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    mb = q.add_argument_group("magicbokeh (converts, nothing to copy)")
+    mb.add_argument("--sd21", metavar="DIR", help="Stable Diffusion 2.1-base, diffusers format")
+    mb.add_argument("--checkpoint", metavar="FILE", help="MagicBokeh's published lora.pkl")
+    mb.add_argument("--name", default="magicbokeh", help="bundle name in the store")
+    mb.add_argument("--force", action="store_true", help="replace an existing bundle")
     q.set_defaults(run=_cmd_import)
     q = msub.add_parser("verify", parents=[common], help="check installed files' SHA-256")
     q.add_argument("ids", nargs="*", metavar="ID")
