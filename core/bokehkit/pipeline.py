@@ -175,10 +175,13 @@ def render_image(
     sigma = estimate_noise(encoded01) if settings.grain > 0 else np.zeros(3, np.float32)
     del encoded01
 
+    # A learned upscaler is most of the work: give it most of the progress bar.
+    sr_end = 0.1 if factor == 1 or settings.upscaler == "classical" else 0.6
     if factor > 1:
         progress.update(0.08, f"enlarging ×{factor}")
         sharpness = np.clip(1.0 - np.abs(coc), 0.0, 1.0)
-        linear = get_upscaler(settings.upscaler)(linear, factor, sharpness)
+        upscale = get_upscaler(settings.upscaler)
+        linear = upscale(linear, factor, sharpness, progress.span(0.08, sr_end))
         coc = bilinear_up(coc, factor, height * factor, width * factor) * factor
     report.max_coc_px = float(np.abs(coc).max(initial=0.0))
 
@@ -191,7 +194,7 @@ def render_image(
         focus_disparity=focus.inverse_depth,
         focus_mask=mask,
     )
-    out = renderer.render(job, progress.span(0.1, 0.95))
+    out = renderer.render(job, progress.span(sr_end, 0.95))
     if settings.grain > 0 and renderer.name == "classical":
         add_grain(out, coc, sigma, settings.grain, seed=width * 7919 + height)
     report.output_size = (width * factor, height * factor)

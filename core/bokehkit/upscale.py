@@ -25,7 +25,7 @@ def resize_plane(plane: np.ndarray, width: int, height: int, resample=Image.Resa
 
 
 def upscale_linear(
-    linear_rgb: np.ndarray, factor: int, sharpness: np.ndarray | None = None
+    linear_rgb: np.ndarray, factor: int, sharpness: np.ndarray | None = None, progress=None
 ) -> np.ndarray:
     """Enlarge H×W×C float32 by `factor`. `sharpness` (H×W in [0, 1], at the source size)
     says where the image is meant to be crisp; without it, everywhere."""
@@ -64,7 +64,7 @@ def upscale_realesrgan(
 
 
 #: Where learned super-resolution plugs in: a name → a function (linear H×W×3 float32,
-#: factor, sharpness map at the source size or None) → the enlarged image.
+#: factor, sharpness map at the source size or None, progress or None) → the enlarged image.
 UPSCALERS: dict[str, Upscaler] = {"classical": upscale_linear, "realesrgan": upscale_realesrgan}
 
 
