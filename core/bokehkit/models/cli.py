@@ -49,7 +49,16 @@ def _cmd_install(args: argparse.Namespace) -> int:
         paths = store.install(model_id, force=args.force, progress=_bar(args))
         for p in paths:
             print(f"{model_id}: installed {p}")
+        _finish(model_id, store)
     return 0
+
+
+def _finish(model_id: str, store: ModelStore) -> None:
+    """Work a model needs once after its files arrive, so the first render doesn't wait."""
+    if model_id == "realesrgan-x4plus":
+        from ..sr.realesrgan import finish_install
+
+        finish_install(store, log=print)
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
