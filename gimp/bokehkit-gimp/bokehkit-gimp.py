@@ -14,7 +14,11 @@ import os
 import sys
 import threading
 
-import gi
+# Nothing is written into the plug-in folder at run time (an update must not meet stale
+# bytecode, and uninstall removes exactly what was installed).
+sys.dont_write_bytecode = True
+
+import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")

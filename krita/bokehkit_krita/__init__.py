@@ -5,10 +5,16 @@ vendored bokehkit_plugin package inside), then enable it in Settings > Configure
 Python Plugin Manager and restart Krita.
 """
 
-from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita
+import sys
 
-from .docker import DOCKER_ID, BokehDocker
-from .extension import BokehExtension
+# Nothing more is written into the plug-in folder at run time: Krita compiles this file
+# itself, but the rest of the package and the vendored client stay without bytecode.
+sys.dont_write_bytecode = True
+
+from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita  # noqa: E402
+
+from .docker import DOCKER_ID, BokehDocker  # noqa: E402
+from .extension import BokehExtension  # noqa: E402
 
 _app = Krita.instance()
 _app.addExtension(BokehExtension(_app))
