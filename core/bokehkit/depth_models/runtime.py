@@ -19,17 +19,12 @@ for large (benchmarks/depth_speed.py).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import os
-import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .. import onnxtools
 from ..colour import linear_to_srgb
 from ..depth import ROBUST_PERCENTILES, DepthMap
 from ..errors import BokehkitError
@@ -41,8 +36,6 @@ from .specs import MEAN, STD, DepthNet
 BACKENDS = ("auto", "torch", "onnx")
 INPUT_NAME, OUTPUT_NAME = "image", "disparity"
 
-_lock = threading.Lock()
-_sessions: dict[tuple, object] = {}
 
 
 # ---------------------------------------------------------------------------- pre/post
@@ -89,57 +82,15 @@ def export_onnx(model, dest: str | Path, opset: int = 18) -> Path:
 
     from .specs import PATCH
 
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.export")
     example = torch.zeros(1, 3, 3 * PATCH, 4 * PATCH)
     gh = torch.export.Dim("grid_h", min=2, max=1024)
     gw = torch.export.Dim("grid_w", min=2, max=1024)
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model.eval(),
-                (example,),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={"x": {2: PATCH * gh, 3: PATCH * gw}},
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-            )
-        os.replace(tmp, dest)
-    finally:
-        quiet.setLevel(level)
-        tmp.unlink(missing_ok=True)
-    return dest
+    shapes = {"x": {2: PATCH * gh, 3: PATCH * gw}}
+    return onnxtools.export_onnx(model, example, dest, INPUT_NAME, OUTPUT_NAME, shapes, opset)
 
 
 def onnx_session(path: str | Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    path = Path(path)
-    key = (str(path), path.stat().st_mtime_ns, threads)
-    with _lock:
-        sess = _sessions.get(key)
-        if sess is None:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads or os.cpu_count() or 1
-            opts.log_severity_level = 3
-            try:
-                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # noqa: BLE001 - a damaged file: say what to do
-                raise BokehkitError(
-                    f"cannot load {path} ({type(exc).__name__}); delete it and run again, "
-                    "it is re-exported from the checkpoint"
-                ) from None
-            _sessions.clear()
-            _sessions[key] = sess
-    return sess
+    return onnxtools.session(path, threads)
 
 
 def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:

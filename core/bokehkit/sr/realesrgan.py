@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .. import onnxtools
 from ..colour import linear_to_srgb, srgb_to_linear
 from ..errors import BokehkitError
 from ..progress import Progress
@@ -127,58 +127,17 @@ def load_torch(weights: Path, device: str = "cpu"):
 def export_onnx(net, dest: Path, opset: int = 18) -> Path:
     """Export an RRDBNet to ONNX (input "input" and output "output", N×3×H×W with free H,
     W), written atomically."""
-    import contextlib
-    import io
-    import logging
-    import warnings
-
     import torch
 
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.export")
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "torchvision is not installed", and the like
     example = torch.rand(1, 3, 32, 32)
     h = torch.export.Dim("height", min=1, max=8192)
     w = torch.export.Dim("width", min=1, max=8192)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                net.eval(),
-                (example,),
-                str(tmp),
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_shapes={"x": {2: h, 3: w}},
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-            )
-        os.replace(tmp, dest)
-    finally:
-        quiet.setLevel(level)
-        tmp.unlink(missing_ok=True)
-    return dest
+    shapes = {"x": {2: h, 3: w}}
+    return onnxtools.export_onnx(net, example, dest, "input", "output", shapes, opset)
 
 
 def onnx_session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    path = Path(path)
-    key = ("onnx", str(path), path.stat().st_mtime_ns)
-    with _lock:
-        sess = _cache.get(key)
-        if sess is None:
-            opts = ort.SessionOptions()
-            if threads:
-                opts.intra_op_num_threads = threads
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            _cache.clear()
-            _cache[key] = sess
-    return sess
+    return onnxtools.session(path, threads)
 
 
 def _have_torch() -> bool:
