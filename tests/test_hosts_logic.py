@@ -245,3 +245,32 @@ def test_gimp_first_mask_in_priority_order(gimp_plugin):
     assert first([("argument", None), ("layer mask", "M"), ("selection", "S")]) == (
         "layer mask", "M")  # fmt: skip
     assert first([("argument", None), ("selection", None)]) == (None, None)
+
+
+def test_gimp_focus_point_between_image_and_layer_fractions(gimp_plugin):
+    """The engine's dialog shows the layer; GIMP's arguments speak of the image. A layer
+    offset by (100, 50) and half the image's size: the point maps there and back."""
+
+    class Image:
+        def get_width(self):
+            return 400
+
+        def get_height(self):
+            return 300
+
+    class Layer:
+        def get_offsets(self):
+            return True, 100, 50
+
+        def get_width(self):
+            return 200
+
+        def get_height(self):
+            return 150
+
+    image, layer = Image(), Layer()
+    params = {"focus_x": 0.5, "focus_y": 0.5, "focus_source": "point"}
+    x, y = gimp_plugin._to_layer(params, image, layer)
+    assert (x, y) == (0.5, 2 / 3)
+    back = gimp_plugin._to_image({"focus_x": x, "focus_y": y}, image, layer)
+    assert back == pytest.approx((0.5, 0.5))

@@ -198,12 +198,16 @@ def _interactive_dialog(procedure, config):
 
 
 def _choose_interactively(
-    procedure, config, engine, img_buf, params, mask_buf, engine_error, cancel_event
+    procedure, config, engine, img_buf, params, mask_buf, engine_error, cancel_event, frame
 ):
     """The engine's Qt dialog (with its preview) when it has one, else GIMP's procedure
     dialog. The chosen values go back into the config, so Filters > Repeat reuses them.
-    Returns None when the user cancelled."""
+    Returns None when the user cancelled. `frame` = (image, layer): the engine's dialog shows
+    the layer, so its focus point is in layer fractions, the arguments' in image fractions."""
+    image, layer = frame
     if not os.environ.get("BOKEHKIT_GIMP_NATIVE_DIALOG"):
+        params = dict(params)
+        params["focus_x"], params["focus_y"] = _to_layer(params, image, layer)
         if os.environ.get("BOKEHKIT_GIMP_DIALOG_TEST"):  # screenshot hook for the tests
             print("bokehkit-gimp: engine dialog requested", file=sys.stderr, flush=True)
         try:
@@ -219,6 +223,8 @@ def _choose_interactively(
         else:
             if chosen is None:
                 return None
+            chosen = dict(chosen)
+            chosen["focus_x"], chosen["focus_y"] = _to_image(chosen, image, layer)
             by_name = _schema().BY_NAME
             for name, value in chosen.items():
                 if name in by_name:
@@ -230,12 +236,25 @@ def _choose_interactively(
     return params if _interactive_dialog(procedure, config) else None
 
 
+def _to_layer(params, image, layer):
+    """The focus point from image fractions to layer fractions (unclamped)."""
+    _, ox, oy = layer.get_offsets()
+    x = (params["focus_x"] * image.get_width() - ox) / layer.get_width()
+    y = (params["focus_y"] * image.get_height() - oy) / layer.get_height()
+    return x, y
+
+
+def _to_image(params, image, layer):
+    """The focus point from layer fractions back to image fractions."""
+    _, ox, oy = layer.get_offsets()
+    x = (params["focus_x"] * layer.get_width() + ox) / image.get_width()
+    y = (params["focus_y"] * layer.get_height() + oy) / image.get_height()
+    return min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
+
+
 def _layer_point(params, image, layer):
     """The focus point from image fractions to layer fractions (the engine sees the layer)."""
-    _, ox, oy = layer.get_offsets()
-    w, h = layer.get_width(), layer.get_height()
-    x = (params["focus_x"] * image.get_width() - ox) / w
-    y = (params["focus_y"] * image.get_height() - oy) / h
+    x, y = _to_layer(params, image, layer)
     if params["focus_source"] == "point" and not (0 <= x <= 1 and 0 <= y <= 1):
         raise ValueError("the focus point lies outside the layer")
     params["focus_x"], params["focus_y"] = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
@@ -295,6 +314,7 @@ def run(procedure, run_mode, image, drawables, config, data):
                     mask_buf,
                     bk_client.EngineError,
                     gimp_gone,
+                    (image, layer),
                 )
                 if chosen is None or gimp_gone.is_set():
                     return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
