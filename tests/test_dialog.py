@@ -206,3 +206,16 @@ def test_qt_shim_reports_its_binding():
     assert API in ("PyQt6", "PyQt5")
     assert QtCore.QT_VERSION_STR and Qt.AlignmentFlag.AlignCenter is not None
     assert PreviewImage(1, 1, b"\0\0\0\0").width == 1
+
+
+def test_panel_follows_whether_the_document_has_a_mask(qapp):
+    from bokehkit_plugin.ui.panel import BokehPanel
+
+    panel = BokehPanel(has_mask=True)
+    panel.set_params({"focus_source": "mask"})
+    assert panel.params()["focus_source"] == "mask"
+    panel.set_has_mask(False)
+    assert panel.params()["focus_source"] == "auto"
+    assert not panel.focus_combo.model().item(0).isEnabled()
+    panel.set_has_mask(True)
+    assert panel.focus_combo.model().item(0).isEnabled()

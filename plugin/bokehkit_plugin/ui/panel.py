@@ -208,6 +208,14 @@ class BokehPanel(QtWidgets.QWidget):
         }
         return schema.validate(values)
 
+    def set_has_mask(self, has_mask: bool) -> None:
+        """Say whether the current document has a painted mask (a docker follows the active
+        document); without one, "Painted mask" is greyed out and not chosen."""
+        self._has_mask = bool(has_mask)
+        if not self._has_mask and self.focus_combo.currentData() == "mask":
+            self.set_params({**self.params(), "focus_source": "auto"})
+        self._changed()
+
     def set_params(self, params: dict) -> None:
         """Show `params` (validated; missing ones at their defaults)."""
         values = schema.validate(params)
