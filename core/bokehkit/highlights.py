@@ -24,6 +24,9 @@ LIGHT_AREA_PX = 8.0
 MIN_CONTRAST = 0.25
 COLOURED_MIN_CONTRAST = 0.35
 RING_INNER_PX, RING_OUTER_PX = 2, 4
+#: How much longer than a disc of its area a light may be (a little: lights are rarely round
+#: in an 8-bit photo's clipped core).
+MAX_ELONGATION = 1.6
 
 
 def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
@@ -59,6 +62,12 @@ def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
     core_level = np.asarray(ndimage.mean(luma, labels=spots, index=index), np.float32)
     contrast = core_level - np.nan_to_num(ring_level, nan=1.0)
     by_area = np.clip((area - SPECK_AREA_PX) / (LIGHT_AREA_PX - SPECK_AREA_PX), 0.0, 1.0)
+    # A light is compact: its longest extent is about the diameter of a disc of its area.
+    # Stripes, edges of paper and lines of paint are long and thin.
+    boxes = ndimage.find_objects(spots)
+    extent = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
+    compact_size = 2.0 * np.sqrt(area / np.pi)
+    by_area *= np.clip((MAX_ELONGATION * compact_size + 1.0 - extent) / 2.0, 0.0, 1.0)
     by_ring = np.clip((contrast - MIN_CONTRAST) / 0.15, 0.0, 1.0)
     # A coloured spot (some channels not clipped) must stand out more to count as a light.
     white = encoded01.min(axis=-1) >= CLIP_LEVEL
