@@ -276,3 +276,20 @@ def write_malicious_checkpoint(path: Path, payload: bytes) -> None:
         z.writestr("lora/byteorder", "little")
         z.writestr("lora/version", "3\n")
         z.writestr("lora/data/0", b"\0" * 16)
+
+
+def make_bundle(root: Path, name: str = "tiny") -> Path:
+    """The tiny SD 2.1 + official-format lora.pkl, imported through
+    ``bokehkit models import magicbokeh`` into the store ``root/store``; the bundle folder."""
+    from bokehkit.cli import main
+
+    sd21 = make_sd21(root / "sd21")
+    make_lora_pkl(root / "lora.pkl", sd21)
+    store = root / "store"
+    rc = main(
+        ["models", "--store", str(store), "import", "magicbokeh", "--sd21", str(sd21),
+         "--checkpoint", str(root / "lora.pkl"), "--name", name, "-q"]
+    )  # fmt: skip
+    if rc != 0:
+        raise RuntimeError(f"models import magicbokeh failed ({rc})")
+    return store / name

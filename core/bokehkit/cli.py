@@ -173,6 +173,16 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         "bokehkit models install realesrgan-x4plus)",
     )
     g.add_argument("--engine", choices=ENGINES, default="classical")
+    g = p.add_argument_group("magicbokeh engine (--strength is its K, 0–32, default 32)")
+    g.add_argument("--model", metavar="NAME", default="magicbokeh", help="bundle name")
+    g.add_argument(
+        "--reference",
+        action="store_true",
+        help="the official inference.py pipeline, fp32 (needs --depth and --focus-mask)",
+    )
+    g.add_argument("--device", choices=("cpu", "cuda", "mps"), default="cpu")
+    g.add_argument("--seed", type=int, default=None, help="sample the VAE latent with this seed")
+    g.add_argument("--save-float", metavar="FILE.npy", help="also write float32 H×W×3 in [0, 1]")
 
 
 def _settings(args: argparse.Namespace) -> RenderSettings:
@@ -199,17 +209,37 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
         grain=args.grain,
         sr_factor=args.sr,
         upscaler=args.upscaler,
+        engine_options={"model": args.model} if args.engine == "magicbokeh" else {},
     )
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
     inp = Path(args.input)
     out = Path(args.output) if args.output else inp.with_name(f"{inp.stem}-bokeh{inp.suffix}")
+    if args.engine == "magicbokeh" and args.reference:
+        return _render_magicbokeh_reference(args, inp, out)
+    if args.reference or args.save_float or args.seed is not None:
+        raise BokehkitError("--reference, --seed and --save-float are for --engine magicbokeh")
     bar = ProgressBar(enabled=not args.quiet)
     report = render_file(inp, out, _settings(args), Progress(bar))
     if not args.quiet:
         for line in report.lines():
             print(line)
+    print(f"wrote {out}")
+    return 0
+
+
+def _render_magicbokeh_reference(args: argparse.Namespace, inp: Path, out: Path) -> int:
+    from .renderers.magicbokeh import render_reference_file
+
+    bar = ProgressBar(enabled=not args.quiet)
+    render_reference_file(
+        inp, out, depth_path=args.depth, focus_mask_path=args.focus_mask,
+        strength=args.strength, model=args.model, device=args.device, seed=args.seed,
+        save_float=args.save_float, progress=Progress(bar),
+    )  # fmt: skip
+    if args.save_float:
+        print(f"wrote {args.save_float}")
     print(f"wrote {out}")
     return 0
 
