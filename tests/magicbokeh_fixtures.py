@@ -70,12 +70,15 @@ VAE_GREP = ["conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out",
             "to_k", "to_q", "to_v", "to_out.0"]  # fmt: skip
 
 
-def make_sd21(root: Path, seed: int = 0) -> Path:
+def make_sd21(root: Path, seed: int = 0, sample_size: int | None = None) -> Path:
+    """`sample_size` overrides the UNet's (8 here): the official code sizes its attention
+    masks from it, so running the official inference on 512 tiles needs SD 2.1's 64."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     torch.manual_seed(seed)
     root.mkdir(parents=True, exist_ok=True)
-    unet = UNet2DConditionModel(**UNET_CONFIG)
+    cfg = dict(UNET_CONFIG, **({} if sample_size is None else {"sample_size": sample_size}))
+    unet = UNet2DConditionModel(**cfg)
     vae = AutoencoderKL(**VAE_CONFIG)
     with torch.no_grad():  # zero-initialised layers would hide mistakes: randomise all
         for p in [*unet.parameters(), *vae.parameters()]:
