@@ -72,30 +72,25 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _read_rgb_u8(path: Path) -> np.ndarray:
-    """The image as the official code reads it: ``PIL.Image.open(p).convert('RGB')``."""
+def _read_u8(path: Path, mode: str, what: str) -> np.ndarray:
+    """A file as the official code reads it: ``PIL.Image.open(p).convert(mode)``."""
     from PIL import Image
 
     if not path.is_file():
-        raise BokehkitError(f"{path}: file not found")
+        raise BokehkitError(f"{what} file not found: {path}")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return np.asarray(im.convert(mode), dtype=np.uint8)
     except (OSError, ValueError) as exc:
-        raise BokehkitError(f"{path}: cannot read the image ({exc})") from None
+        raise BokehkitError(f"{path}: cannot read the {what} ({exc})") from None
+
+
+def _read_rgb_u8(path: Path) -> np.ndarray:
+    return _read_u8(path, "RGB", "image")
 
 
 def _read_mask_u8(path: Path) -> np.ndarray:
-    """The focus mask as the official code reads it: ``convert('L')``."""
-    from PIL import Image
-
-    if not path.is_file():
-        raise BokehkitError(f"focus mask file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L"), dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        raise BokehkitError(f"{path}: cannot read the focus mask ({exc})") from None
+    return _read_u8(path, "L", "focus mask")
 
 
 def render_reference_file(
