@@ -126,14 +126,8 @@ def render_fast(
     `render_reference`; tile sizes in pixels for `vae_tile`, latents for the rest)."""
     net = load_network(bundle) if isinstance(bundle, (str, Path)) else bundle
     progress = progress or Progress()
-    image = np.asarray(image_srgb01, dtype=np.float32)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise BokehkitError(f"expected an H×W×3 image, got {image.shape}")
+    image = ref.checked_inputs(image_srgb01, depth01, mask, strength_k)
     h, w = image.shape[:2]
-    if np.shape(depth01)[:2] != (h, w) or np.shape(mask)[:2] != (h, w):
-        raise BokehkitError("image, depth and focus mask must have the same size")
-    if strength_k < 0:
-        raise BokehkitError(f"strength K must be ≥ 0, not {strength_k}")
     if vae_tile % 8 or vae_tile < 64 or latent_tile < 8:
         raise BokehkitError(f"vae_tile {vae_tile} (a multiple of 8, ≥ 64) / latent_tile "
                             f"{latent_tile} (≥ 8)")  # fmt: skip
@@ -180,11 +174,4 @@ def render_fast(
 
         out = _blend(dec, (lh, lw), decode, 8, 3, tick, "decode tile")
     progress.update(1.0, "MagicBokeh colour fix")
-    out = out[:, :, :h, :w] * 0.5 + 0.5
-    src = lq[:, :, :h, :w]
-    if official_quantisation:
-        out = ref._truncate_u8(out)
-    fixed = ref.adain_colour_fix(out, src)
-    if official_quantisation:
-        fixed = ref._truncate_u8(fixed)
-    return np.ascontiguousarray(fixed[0].permute(1, 2, 0).numpy(), dtype=np.float32)
+    return ref.finish(out, lq, h, w, official_quantisation)

@@ -161,16 +161,10 @@ def render_reference(
     """
     net = load_network(bundle) if isinstance(bundle, (str, Path)) else bundle
     progress = progress or Progress()
-    image = np.asarray(image_srgb01, dtype=np.float32)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise BokehkitError(f"expected an H×W×3 image, got {image.shape}")
+    image = checked_inputs(image_srgb01, depth01, mask, strength_k)
     h, w = image.shape[:2]
-    if np.shape(depth01)[:2] != (h, w) or np.shape(mask)[:2] != (h, w):
-        raise BokehkitError("image, depth and focus mask must have the same size")
     if not 0 < stride <= tile or tile % 8:
         raise BokehkitError(f"tile {tile} / stride {stride}: need 0 < stride ≤ tile, tile % 8 = 0")
-    if strength_k < 0:
-        raise BokehkitError(f"strength K must be ≥ 0, not {strength_k}")
 
     depth_u8 = quantise_depth(depth01)
     focus = focal_value(depth_u8, np.asarray(mask))
@@ -202,6 +196,25 @@ def render_reference(
     progress.update(1.0, "MagicBokeh colour fix")
     covered = wsum > 0
     out[covered] /= wsum[covered]
+    return finish(out, lq, h, w, official_quantisation)
+
+
+def checked_inputs(image_srgb01, depth01, mask, strength_k: float) -> np.ndarray:
+    """The image as float32 H×W×3, after checking that depth and mask match it and K ≥ 0."""
+    image = np.asarray(image_srgb01, dtype=np.float32)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise BokehkitError(f"expected an H×W×3 image, got {image.shape}")
+    h, w = image.shape[:2]
+    if np.shape(depth01)[:2] != (h, w) or np.shape(mask)[:2] != (h, w):
+        raise BokehkitError("image, depth and focus mask must have the same size")
+    if strength_k < 0:
+        raise BokehkitError(f"strength K must be ≥ 0, not {strength_k}")
+    return image
+
+
+def finish(out, lq, h: int, w: int, official_quantisation: bool) -> np.ndarray:
+    """Network output in [−1, 1] (padded) → H×W×3 float32 in [0, 1]: cropped, AdaIN colour
+    fix against the input `lq`, with the official 8-bit truncations around it if asked."""
     out = out[:, :, :h, :w] * 0.5 + 0.5
     src = lq[:, :, :h, :w]
     if official_quantisation:
