@@ -113,10 +113,7 @@ def render_file(
     image = load_image(input_path)
     linear, report = render_image(image, settings, progress.span(0.02, 0.95))
     progress.update(0.96, "writing the result")
-    encoded = _encode_keeping_untouched(image, linear, settings.sr_factor)
-    alpha = image.alpha
-    if alpha is not None and settings.sr_factor > 1:
-        alpha = _upscale_alpha(alpha, settings.sr_factor)
+    encoded, alpha = encode_result(image, linear, settings.sr_factor)
     save_image(output_path, encoded, alpha, image.encoding)
     progress.update(1.0, "done")
     return report
@@ -375,6 +372,18 @@ def _signed_coc(depth, focus, lens: Lens, settings, width: int, report) -> np.nd
 def _full_scale(dtype) -> float:
     dtype = np.dtype(dtype)
     return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
+
+
+def encode_result(
+    image: LoadedImage, linear: np.ndarray, factor: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rendered linear image back in the source's code values, and its alpha (untouched,
+    or enlarged with the image): what `render_file` writes and the engine server returns."""
+    encoded = _encode_keeping_untouched(image, linear, factor)
+    alpha = image.alpha
+    if alpha is not None and factor > 1:
+        alpha = _upscale_alpha(alpha, factor)
+    return encoded, alpha
 
 
 def _encode_keeping_untouched(image: LoadedImage, linear: np.ndarray, factor: int) -> np.ndarray:

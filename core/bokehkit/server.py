@@ -34,8 +34,7 @@ from .imageio import LoadedImage, encode_linear
 from .pipeline import (
     RenderReport,
     RenderSettings,
-    _encode_keeping_untouched,  # the same write-back as `bokehkit render`
-    _upscale_alpha,
+    encode_result,  # the same write-back as `bokehkit render`
     render_image,
 )
 from .progress import Cancelled, Progress
@@ -171,10 +170,7 @@ def render_inputs(
     settings = settings_from_params(params, inputs)
     linear, report = render_image(inputs.image, settings, progress)
     progress.update(1.0, "writing the result")
-    encoded = _encode_keeping_untouched(inputs.image, linear, settings.sr_factor)
-    alpha = inputs.image.alpha
-    if alpha is not None and settings.sr_factor > 1:
-        alpha = _upscale_alpha(alpha, settings.sr_factor)
+    encoded, alpha = encode_result(inputs.image, linear, settings.sr_factor)
     return encoded, alpha, report
 
 
