@@ -355,26 +355,25 @@ def _fill_hidden_under(acc, cover, rect, scale, layer_coc) -> None:
         return  # nothing known yet to guess from
     down = max(FILL_SCALE // scale, 1)
     low = box_down(known, down)
-    guess = pull_push_fill(low[..., :3], low[..., 3])
-    guess = bilinear_up(guess, down, fy1 - fy0, fx1 - fx0)
-    # Apply over the bounding box of the need.
     ny0, ny1, nx0, nx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     gy0, gx0 = ry0 + ny0 - fy0, rx0 + nx0 - fx0
-    guess = guess[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
-    target = acc[ry0 + ny0 : ry0 + ny1, rx0 + nx0 : rx0 + nx1]
-    # Only behind an occlusion: where the layer is clearly nearer than what is known around
-    # it. Across a continuous surface (a floor, a face) the next slab is barely nearer, and
-    # nothing is hidden: a guess there would draw its boundary as a line.
-    # The nearest surface known around each place (not the average, which a receding
-    # surface's far parts would pull back and make look like an occlusion).
-    low_known = low[..., 5] > 1e-2
-    behind = pull_push_max(low[..., 4] / np.maximum(low[..., 5], _EMPTY), low_known)
+    # Only behind an occlusion: where the layer is clearly nearer than the nearest surface
+    # known around it (not the average, which a receding surface's far parts would pull
+    # back). Across a continuous surface (a floor, a face) the next slab is barely nearer
+    # and nothing is hidden: a guess there would draw its boundary as a line.
+    behind = pull_push_max(low[..., 4] / np.maximum(low[..., 5], _EMPTY), low[..., 5] > 1e-2)
     behind = np.repeat(np.repeat(behind, down, axis=0), down, axis=1)
     behind = behind[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
-    jump = np.float32(layer_coc) - behind
     threshold = max(OCCLUSION_JUMP_PX, OCCLUSION_JUMP_FRACTION * abs(layer_coc))
-    occluding = np.clip(jump / threshold - 1.0, 0.0, 1.0)
-    need_box = need[ny0:ny1, nx0:nx1]
-    missing = np.where(need_box, (1.0 - target[..., 3]) * occluding, 0.0).astype(np.float32)
+    occluding = np.clip((np.float32(layer_coc) - behind) / threshold - 1.0, 0.0, 1.0)
+    target = acc[ry0 + ny0 : ry0 + ny1, rx0 + nx0 : rx0 + nx1]
+    missing = np.where(need[ny0:ny1, nx0:nx1], (1.0 - target[..., 3]) * occluding, 0.0)
+    if not missing.any():
+        return  # no occlusion here: the colour guess is not needed
+    # The colour guess, only over the bounding box of the need.
+    guess = pull_push_fill(low[..., :3], low[..., 3])
+    guess = bilinear_up(guess, down, fy1 - fy0, fx1 - fx0)
+    guess = guess[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
+    missing = missing.astype(np.float32)
     target[..., :3] += guess * missing[..., None]
     target[..., 3] += missing
