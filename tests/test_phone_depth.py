@@ -1,6 +1,8 @@
 """The reader of depth that phones embed in photos, on files built here to the published
 formats: GDepth with extended XMP (Google Camera), Dynamic Depth 1.0 (a container of items
-after the primary JPEG), and HEIF depth through pillow-heif."""
+after the primary JPEG), HEIF depth through pillow-heif, and Apple's portrait JPEG (the
+depth as a Multi-Picture Format image with Apple's XMP, beside the portrait matte and the
+HDR gain map)."""
 
 from __future__ import annotations
 
@@ -342,3 +344,231 @@ def test_heif_without_pillow_heif_says_what_to_install(tmp_path, monkeypatch):
     p = write(tmp_path, "x.heic", b"\x00\x00\x00\x18ftypheic")
     with pytest.raises(BokehkitError, match="needs pillow-heif"):
         read_embedded_depth(p, 8, 8, strict=True)
+
+
+# ------------------------------------------------------------------- Apple portrait JPEG
+
+NS_APDI = "http://ns.apple.com/pixeldatainfo/1.0/"
+L008 = int.from_bytes(b"L008", "big")  # 1278226488: 8-bit grey, as the codes are stored
+APPLE_NEAR, APPLE_FAR = 0.8, 6.0
+
+
+def fourcc(code: str) -> int:
+    return int.from_bytes(code.encode(), "big")  # apdi writes e.g. 'hdis' as 1751411059
+
+
+def apple_depth_xmp(native: str = "hdis", accuracy: str = "relative", lo=None, hi=None) -> bytes:
+    """The XMP of Apple's depth image: pixel data info (how the codes map to values) and
+    depth data (accuracy, quality), as in packets iPhones write (calibration left out)."""
+    if lo is None:
+        lo, hi = (1 / APPLE_FAR, 1 / APPLE_NEAR) if native[1:] == "dis" else (APPLE_NEAR, APPLE_FAR)
+    return packet(
+        f'<rdf:Description rdf:about="" xmlns:apdi="{NS_APDI}"'
+        ' xmlns:depthData="http://ns.apple.com/depthData/1.0/">'
+        "<apdi:IntMaxValue>255</apdi:IntMaxValue>"
+        f"<apdi:StoredFormat>{L008}</apdi:StoredFormat>"
+        f"<apdi:NativeFormat>{fourcc(native)}</apdi:NativeFormat>"
+        "<apdi:IntMinValue>0</apdi:IntMinValue>"
+        f"<apdi:FloatMaxValue>{hi:.6f}</apdi:FloatMaxValue>"
+        f"<apdi:FloatMinValue>{lo:.6f}</apdi:FloatMinValue>"
+        "<depthData:Quality>high</depthData:Quality>"
+        f"<depthData:Accuracy>{accuracy}</depthData:Accuracy>"
+        "<depthData:Filtered>true</depthData:Filtered>"
+        "</rdf:Description>"
+    )
+
+
+# The portrait matte: it claims AuxiliaryImageType "depth" (as Apple-style writers put it)
+# but is the person's matte: it must never be read as depth.
+APPLE_MATTE_XMP = packet(
+    f'<rdf:Description rdf:about="" xmlns:apdi="{NS_APDI}"'
+    ' xmlns:portraitEffectsMatte="http://ns.apple.com/portraitEffectsMatte/1.0/">'
+    "<apdi:AuxiliaryImageSubType>portraiteffectsmatte</apdi:AuxiliaryImageSubType>"
+    f"<apdi:NativeFormat>{L008}</apdi:NativeFormat>"
+    "<apdi:AuxiliaryImageType>depth</apdi:AuxiliaryImageType>"
+    f"<apdi:StoredFormat>{L008}</apdi:StoredFormat>"
+    "<portraitEffectsMatte:PortraitEffectsMatteVersion>65537"
+    "</portraitEffectsMatte:PortraitEffectsMatteVersion>"
+    "</rdf:Description>"
+)
+# The HDR gain map, as Skia identifies it.
+APPLE_GAIN_MAP_XMP = packet(
+    f'<rdf:Description rdf:about="" xmlns:apdi="{NS_APDI}"'
+    ' xmlns:HDRGainMap="http://ns.apple.com/HDRGainMap/1.0/">'
+    "<apdi:AuxiliaryImageType>urn:com:apple:photo:2020:aux:hdrgainmap</apdi:AuxiliaryImageType>"
+    f"<apdi:StoredFormat>{L008}</apdi:StoredFormat>"
+    f"<apdi:NativeFormat>{L008}</apdi:NativeFormat>"
+    "<HDRGainMap:HDRGainMapVersion>65536</HDRGainMap:HDRGainMapVersion>"
+    "</rdf:Description>"
+)
+
+
+def grey_jpeg(arr: np.ndarray, xmp: bytes | None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, "L").save(buf, "JPEG", quality=100)
+    segments = [app1(XMP_HEADER + xmp)] if xmp else []
+    return with_segments(buf.getvalue(), segments)
+
+
+def mpf_app2(sizes: list[int], offsets: list[int], order: str = ">", n_entries=None) -> bytes:
+    """CIPA DC-007 APP2: "MPF\\0", then the MP header (a TIFF header) and the MP Index IFD:
+    MPFVersion, NumberOfImages and the MP Entries (attribute, size, offset from the MP
+    header, two dependent-image numbers), 16 bytes each."""
+    n = len(sizes)
+    u16 = lambda v: v.to_bytes(2, "big" if order == ">" else "little")  # noqa: E731
+    u32 = lambda v: v.to_bytes(4, "big" if order == ">" else "little")  # noqa: E731
+    ifd_at, entries_at = 8, 8 + 2 + 3 * 12 + 4
+    ifd = u16(3)
+    ifd += u16(0xB000) + u16(7) + u32(4) + b"0100"  # UNDEFINED[4]
+    ifd += u16(0xB001) + u16(4) + u32(1) + u32(n)  # LONG
+    ifd += u16(0xB002) + u16(7) + u32(16 * (n_entries or n)) + u32(entries_at)
+    ifd += u32(0)  # no MP Attribute IFD
+    entries = b""
+    for i, (size, offset) in enumerate(zip(sizes, offsets, strict=True)):
+        attribute = 0x20030000 if i == 0 else 0  # representative baseline primary; undefined
+        entries += u32(attribute) + u32(size) + u32(offset) + u16(0) + u16(0)
+    entries = entries[: 16 * (n_entries or n)]
+    head = (b"MM\x00\x2a" if order == ">" else b"II\x2a\x00") + u32(ifd_at)
+    payload = b"MPF\x00" + head + ifd + entries
+    return b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def apple_portrait_jpeg(
+    w: int, h: int, aux: list[tuple[np.ndarray, bytes]], order: str = ">", n_entries=None
+) -> bytes:
+    """An iPhone portrait JPEG: the photo (EXIF Make "Apple", MPF index in APP2 after its
+    APP segments), then each auxiliary image, a grey JPEG with its own XMP."""
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"
+    exif[0x0110] = "iPhone 12 Pro"
+    photo = photo_jpeg(w, h, exif.tobytes())
+    images = [grey_jpeg(arr, xmp) for arr, xmp in aux]
+    i = 2  # after the photo's APP segments, where iPhones put MPF
+    while photo[i] == 0xFF and 0xE0 <= photo[i + 1] <= 0xEF:
+        i += 2 + int.from_bytes(photo[i + 2 : i + 4], "big")
+    placeholder = mpf_app2([0] * (1 + len(images)), [0] * (1 + len(images)), order, n_entries)
+    header_at = i + 4 + 4  # the MP header follows the marker, length and "MPF\0"
+    primary_size = len(photo) + len(placeholder)
+    sizes, offsets, pos = [primary_size], [0], primary_size
+    for img in images:
+        sizes.append(len(img))
+        offsets.append(pos - header_at)
+        pos += len(img)
+    segment = mpf_app2(sizes, offsets, order, n_entries)
+    return photo[:i] + segment + photo[i:] + b"".join(images)
+
+
+def disparity_codes(z: np.ndarray) -> np.ndarray:
+    lo, hi = 1 / APPLE_FAR, 1 / APPLE_NEAR
+    return np.round((1 / z - lo) / (hi - lo) * 255).astype(np.uint8)
+
+
+def matte(w: int, h: int) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    m[h // 4 : 3 * h // 4, w // 4 : w // 2] = 255  # the subject: bright, like near disparity
+    return m
+
+
+@pytest.mark.parametrize("order", [">", "<"])
+def test_apple_portrait_jpeg_disparity_is_read_and_the_matte_is_not(tmp_path, order):
+    z = scene_depth(40, 30)
+    # Depth as the second image (what `exiftool -b -MPImage2` extracts), the matte third.
+    aux = [(disparity_codes(z), apple_depth_xmp()), (matte(40, 30), APPLE_MATTE_XMP)]
+    p = write(tmp_path, "IMG_0001.JPG", apple_portrait_jpeg(80, 60, aux, order))
+    depth, notes = read_embedded_depth(p, 40, 30)
+    assert notes == [] and depth is not None and not depth.metric  # accuracy "relative"
+    assert "Apple depth (MPF image 2)" in depth.source and "relative" in depth.source
+    # Disparity over the nearest's (1/0.8 m): the shape of 1/z, zero at infinity; near bright.
+    err = np.abs(depth.inverse_depth - APPLE_NEAR / z)
+    assert np.median(err) < 0.01 and np.percentile(err, 95) < 0.03
+    assert depth.inverse_depth[15, 15] > 0.95 and depth.inverse_depth[15, -1] < 0.2
+    full, _ = read_embedded_depth(p, 80, 60)  # the photo is larger than its map
+    assert full.shape == (60, 80)
+
+
+@pytest.mark.parametrize("native", ["hdis", "hdep"])
+def test_apple_depth_with_absolute_accuracy_is_metric(tmp_path, native):
+    z = scene_depth(40, 30)
+    if native == "hdep":  # depth in metres: bright = far
+        codes = np.round((z - APPLE_NEAR) / (APPLE_FAR - APPLE_NEAR) * 255).astype(np.uint8)
+    else:
+        codes = disparity_codes(z)
+    # Gain map and matte first, depth fourth: newer iPhones add more auxiliary images.
+    aux = [
+        (np.full((30, 40), 128, np.uint8), APPLE_GAIN_MAP_XMP),
+        (matte(40, 30), APPLE_MATTE_XMP),
+        (matte(40, 30), APPLE_MATTE_XMP),
+        (codes, apple_depth_xmp(native, "absolute")),
+    ]
+    p = write(tmp_path, "front.jpg", apple_portrait_jpeg(40, 30, aux))
+    depth, notes = read_embedded_depth(p, 40, 30)
+    assert notes == [] and depth.metric and "MPF image 5" in depth.source
+    err = np.abs(1 / depth.inverse_depth - z) / z
+    assert np.median(err) < 0.02 and np.percentile(err, 90) < 0.06
+
+
+def test_apple_matte_and_gain_map_are_not_depth(tmp_path):
+    aux = [(matte(40, 30), APPLE_MATTE_XMP), (np.full((30, 40), 90, np.uint8), APPLE_GAIN_MAP_XMP)]
+    p = write(tmp_path, "matte.jpg", apple_portrait_jpeg(40, 30, aux))
+    assert read_embedded_depth(p, 40, 30) == (None, [])
+    with pytest.raises(BokehkitError, match="holds no depth map"):
+        read_embedded_depth(p, 40, 30, strict=True)
+
+
+def test_other_multi_picture_files_have_no_depth(tmp_path):
+    """A stereo MPO (two views, no Apple XMP), written by Pillow's own MPO writer."""
+    rgb = np.random.default_rng(2).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    p = tmp_path / "stereo.mpo"
+    Image.fromarray(rgb).save(p, "MPO", save_all=True, append_images=[Image.fromarray(rgb)])
+    with Image.open(p) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    assert read_embedded_depth(p, 40, 30) == (None, [])
+
+
+def test_damaged_apple_jpeg_is_ignored_with_a_note_or_an_error_when_asked_for(tmp_path):
+    z = scene_depth(40, 30)
+    aux = [(matte(40, 30), APPLE_MATTE_XMP), (disparity_codes(z), apple_depth_xmp())]
+    data = apple_portrait_jpeg(40, 30, aux)
+    depth_len = len(grey_jpeg(disparity_codes(z), apple_depth_xmp()))
+    cases = {
+        # Cut inside the depth image's scan: its XMP is there, its pixels are not.
+        "cut": (data[:-200], "Apple depth image (MPF image 3) cannot be decoded"),
+        # Cut before it: the index points past the end.
+        "short": (data[:-depth_len], "lists image 3 of 3, which is not in the file"),
+        # An index whose entries are missing.
+        "index": (apple_portrait_jpeg(40, 30, aux, n_entries=1), "MPF) index cannot be read"),
+    }
+    for name, (bad, expected) in cases.items():
+        p = write(tmp_path, f"{name}.jpg", bad)
+        depth, notes = read_embedded_depth(p, 40, 30)
+        assert depth is None and len(notes) == 1 and expected in notes[0], (name, notes)
+        with pytest.raises(BokehkitError, match="was ignored"):
+            read_embedded_depth(p, 40, 30, strict=True)
+
+
+def test_apple_depth_reaches_the_pipeline(tmp_path):
+    """The pipeline reads the photo (the first MPF image) and asks phone_depth for depth."""
+    from bokehkit.imageio import load_image
+    from bokehkit.pipeline import _embedded_depth
+
+    z = scene_depth(40, 30)
+    aux = [(disparity_codes(z), apple_depth_xmp()), (matte(40, 30), APPLE_MATTE_XMP)]
+    p = write(tmp_path, "IMG_0002.JPG", apple_portrait_jpeg(80, 60, aux))
+    image = load_image(p)
+    assert image.encoding.format == "JPEG" and image.size == (80, 60)
+    report = types.SimpleNamespace(notes=[])
+    depth = _embedded_depth(image, 80, 60, report)
+    assert depth is not None and "Apple depth" in depth.source and report.notes == []
+
+
+def test_apple_depth_without_a_value_range_is_relative_near_bright(tmp_path):
+    """An image whose XMP only names the depthData namespace (as image_io looks for it) is
+    taken as disparity; without IntMin…FloatMax it is a relative map, bright = near."""
+    bare = packet(
+        '<rdf:Description rdf:about="" xmlns:depthData="http://ns.apple.com/depthData/1.0/"/>'
+    )
+    z = scene_depth(40, 30)
+    p = write(tmp_path, "bare.jpg", apple_portrait_jpeg(40, 30, [(disparity_codes(z), bare)]))
+    depth, notes = read_embedded_depth(p, 40, 30)
+    assert notes == [] and not depth.metric and "no value range" in depth.source
+    assert depth.inverse_depth[15, 15] == pytest.approx(1.0) and depth.inverse_depth[15, -1] < 0.05

@@ -19,6 +19,42 @@ Written from the published formats, with no third-party metadata library:
   ``depth_images`` carry the depth representation info when the file has one (z_near, z_far,
   the representation type); Apple's files usually have none, which gives a relative
   disparity map, bright = near.
+- **Apple portrait JPEG** (iPhone "Most Compatible" captures): the depth is one more JPEG
+  after the photo, listed in the photo's Multi-Picture Format index, read with Pillow's MPO
+  reader. Where each fact comes from:
+
+  * MPF (CIPA DC-007): an APP2 ``MPF\\0`` segment in the primary image holds a TIFF-style
+    MP Index IFD whose MP Entries give each image's size and offset (from the MP header;
+    the first image at 0). Apple's WWDC 2017 session 507 ("Image Editing with Depth", as
+    its transcript is quoted): the map is "8-bit lossy JPEG if it's filtered", 16-bit
+    lossless JPEG when it holds NaNs, stored "as a second image at the bottom of the JPEG",
+    like a multi-picture file. Pillow cannot decode lossless JPEG: such a map is ignored
+    with a note.
+  * Which image is the depth: Google's image_io (``JpegInfoBuilder``, Android's JPEG depth
+    tools) takes an image after the first, in a file whose first image has MPF, whose XMP
+    names ``http://ns.apple.com/depthData/1.0``; one naming
+    ``http://ns.apple.com/portraitEffectsMatte/1.0/`` is the portrait matte. Skia
+    (``SkJpegGainmap.cpp``) takes the MPF image whose XMP has ``apdi:AuxiliaryImageType``
+    ``urn:com:apple:photo:2020:aux:hdrgainmap`` (namespaces apdi and HDRGainMap) as the HDR
+    gain map. ExifTool names ``apdi`` = ``http://ns.apple.com/pixeldatainfo/1.0/`` and reads
+    its ``NativeFormat``/``StoredFormat`` as four-character codes written as numbers; users
+    pull the iPhone depth out with ``exiftool -b -MPImage2``. Public writers of Apple-style
+    files put ``apdi:AuxiliaryImageType`` "depth" on the *matte* (with
+    ``AuxiliaryImageSubType`` "portraiteffectsmatte"), so that type proves nothing: an image
+    with a matte, semantic matte or gain map namespace, or a matte or gain map type or
+    sub-type, is never depth. What is: an image whose XMP names the depthData namespace
+    (as image_io asks), or whose ``NativeFormat`` is a depth format.
+  * What the values are: Apple's AVDepthData documentation: ``hdis``/``fdis`` are
+    disparity in 1/m, ``hdep``/``fdep`` depth in metres; ``Accuracy`` "relative" maps are
+    "usable for foreground/background separation, but are not absolutely accurate in the
+    physical world", "absolute" ones are. Apple's answer on its developer forum (thread
+    108284): photos always store the map as ``DisparityFloat16``, so a map that does not
+    say is taken as disparity. The stored 8-bit codes ``IntMinValue``…``IntMaxValue`` stand
+    for ``FloatMinValue``…``FloatMaxValue``, linearly: Apple does not document that; it is
+    how public readers of these files (Python and Rust, on real iPhone packets such as
+    0…255 ↔ 0.36…1.80 /m, ``NativeFormat`` 1751411059 = hdis, ``StoredFormat`` 1278226488
+    = L008) read them. So a disparity map is bright = near. An absolute map is metric;
+    a relative one keeps its shape (disparity over the largest, zero at infinity).
 
 Both Google formats normalise depth d to d_n in [0, 1] with d_n = 0 at Near:
 RangeLinear d_n = (d − near)/(far − near); RangeInverse d_n = far·(d − near)/(d·(far − near)),
@@ -38,6 +74,7 @@ import base64
 import binascii
 import io
 import re
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -50,6 +87,17 @@ NS_GDEPTH = "http://ns.google.com/photos/1.0/depthmap/"
 NS_XMPNOTE = "http://ns.adobe.com/xmp/note/"
 NS_DD_DEPTH = "http://ns.google.com/photos/dd/1.0/depthmap/"
 NS_DD_ITEM = "http://ns.google.com/photos/dd/1.0/item/"
+NS_APPLE_PIXEL = "http://ns.apple.com/pixeldatainfo/1.0/"  # "apdi"
+NS_APPLE_DEPTH = "http://ns.apple.com/depthData/1.0/"
+# Apple's other auxiliary images: they carry apdi too, and are no depth.
+NS_APPLE_NOT_DEPTH = (
+    "http://ns.apple.com/portraitEffectsMatte/1.0/",
+    "http://ns.apple.com/semanticSegmentationMatte/1.0/",
+    "http://ns.apple.com/HDRGainMap/1.0/",
+)
+# Core Video depth formats, as apdi:NativeFormat names them (the four characters, or the
+# big-endian number they make).
+APPLE_DEPTH_FORMATS = {"hdis": "disparity", "fdis": "disparity", "hdep": "depth", "fdep": "depth"}
 
 XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_EXT_HEADER = b"http://ns.adobe.com/xmp/extension/\x00"
@@ -111,19 +159,18 @@ def _read(path: Path) -> DepthMap | None:
     if not data.startswith(b"\xff\xd8"):
         return None  # only JPEG carries GDepth / Dynamic Depth
     main, extended, primary_end = _jpeg_xmp(data)
-    if main is None:
-        return None
-    props = _xmp_tree(main, "XMP")
-    gdepth = _props_anywhere(props, NS_GDEPTH)
-    if gdepth:
-        guid = _props_anywhere(props, NS_XMPNOTE).get("HasExtendedXMP")
-        if "Data" not in gdepth:
-            gdepth.update(_props_anywhere(_extended_tree(extended, guid), NS_GDEPTH))
-        return _gdepth(gdepth, path.name)
-    dd = _dynamic_depth_props(props)
-    if dd is not None:
-        return _dynamic_depth(data, primary_end, props, dd, path.name)
-    return None
+    if main is not None:
+        props = _xmp_tree(main, "XMP")
+        gdepth = _props_anywhere(props, NS_GDEPTH)
+        if gdepth:
+            guid = _props_anywhere(props, NS_XMPNOTE).get("HasExtendedXMP")
+            if "Data" not in gdepth:
+                gdepth.update(_props_anywhere(_extended_tree(extended, guid), NS_GDEPTH))
+            return _gdepth(gdepth, path.name)
+        dd = _dynamic_depth_props(props)
+        if dd is not None:
+            return _dynamic_depth(data, primary_end, props, dd, path.name)
+    return _apple_mpf(data, path.name)  # iPhones write no XMP on the photo itself
 
 
 # ---------------------------------------------------------------------------------- JPEG
@@ -350,6 +397,146 @@ def _dynamic_depth(
 
 def _looks_like_image(blob: bytes) -> bool:
     return blob.startswith(b"\xff\xd8\xff") or blob.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# -------------------------------------------------------------------- Apple portrait JPEG
+
+
+def _apple_mpf(data: bytes, name: str) -> DepthMap | None:
+    """The depth image among the MPF images after the photo, or None."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            im = Image.open(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - not a JPEG Pillow can open: the loader will say so
+        return None
+    with im:
+        count = getattr(im, "n_frames", 1) if im.format == "MPO" else 1
+        if count < 2:
+            # Pillow falls back to the first image, with a warning, when the index is bad.
+            if "mp" in im.info and _by_apple(im) and any("MPO" in str(w.message) for w in caught):
+                raise _Skip("its Multi-Picture (MPF) index cannot be read")
+            return None
+        apple = _by_apple(im)
+        unreadable = []
+        for index in range(1, count):
+            try:
+                im.seek(index)
+            except Exception:  # noqa: BLE001 - offset past the end, or no JPEG there
+                unreadable.append(index)
+                continue
+            xmp = _frame_xmp(im)
+            if xmp is None:
+                continue
+            what = f"MPF image {index + 1}"
+            try:
+                root = _xmp_tree(xmp, f"{what} XMP")
+            except _Skip:
+                if NS_APPLE_DEPTH.rstrip("/").encode() in xmp:
+                    raise
+                continue
+            pixel = _props_anywhere(root, NS_APPLE_PIXEL)
+            depth_props = _props_anywhere(root, NS_APPLE_DEPTH)
+            names_depth = bool(depth_props) or NS_APPLE_DEPTH.rstrip("/").encode() in xmp
+            kind = _apple_depth_kind(root, pixel, names_depth)
+            if kind is None:
+                continue
+            codes = _frame_codes(im, f"Apple depth image ({what})")
+            return _apple_depth(codes, kind, pixel, depth_props, f"{name}: Apple depth ({what})")
+    if unreadable and apple:
+        first = unreadable[0] + 1
+        raise _Skip(
+            f"its MPF index lists image {first} of {count}, which is not in the file (cut "
+            "short or damaged), and none of the images that are there is a depth map"
+        )
+    return None
+
+
+def _frame_xmp(im) -> bytes | None:
+    """The XMP packet of the MPF image Pillow is on (``im.info`` keeps the photo's)."""
+    for marker, content in im.applist:
+        if marker == "APP1" and content.startswith(XMP_HEADER):
+            return content[len(XMP_HEADER) :]
+    return None
+
+
+def _by_apple(im) -> bool:
+    return str(im.getexif().get(0x010F, "")).strip().lower() == "apple"  # EXIF Make
+
+
+def _apple_depth_kind(root: ET.Element, pixel: dict[str, str], names_depth: bool) -> str | None:
+    """'disparity' or 'depth' for Apple's depth image, None for any other image."""
+    if any(_props_anywhere(root, ns) for ns in NS_APPLE_NOT_DEPTH):
+        return None
+    aux = f"{pixel.get('AuxiliaryImageType', '')} {pixel.get('AuxiliaryImageSubType', '')}"
+    if "matte" in aux.lower() or "gainmap" in aux.lower():
+        return None
+    native = APPLE_DEPTH_FORMATS.get(_fourcc(pixel.get("NativeFormat", "")))
+    if native is not None:
+        return native
+    return "disparity" if names_depth else None  # photos store disparity (see above)
+
+
+def _fourcc(value: str) -> str:
+    value = value.strip()
+    if value.isdigit() and int(value) < 2**32:
+        return int(value).to_bytes(4, "big").decode("latin-1")
+    return value
+
+
+def _frame_codes(im, what: str) -> np.ndarray:
+    """The stored code values of the MPF image Pillow is on, as float32."""
+    try:
+        im.load()
+        arr = np.asarray(im)
+    except Exception as exc:  # noqa: BLE001 - cut short, or lossless JPEG Pillow cannot read
+        raise _Skip(f"its {what} cannot be decoded ({type(exc).__name__}: {exc})") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]  # a grey map stored as colour: the channels are equal
+    if arr.ndim != 2 or min(arr.shape) < 2:
+        raise _Skip(f"its {what} is not a 2-D map")
+    return arr.astype(np.float32)
+
+
+def _apple_depth(
+    codes: np.ndarray, kind: str, pixel: dict[str, str], depth_props: dict[str, str], label: str
+) -> DepthMap:
+    accuracy = depth_props.get("Accuracy", "").strip().lower() or "not stated"
+    try:
+        lo_code, hi_code, lo, hi = (
+            float(pixel[k])
+            for k in ("IntMinValue", "IntMaxValue", "FloatMinValue", "FloatMaxValue")
+        )
+    except (KeyError, ValueError):
+        lo_code = hi_code = lo = hi = float("nan")
+    ranged = np.isfinite([lo_code, hi_code, lo, hi]).all() and hi_code > lo_code
+    if ranged and not (0 <= lo < hi if kind == "disparity" else 0 < lo < hi):
+        raise _Skip(f"its Apple {kind} range {lo:g}…{hi:g} is not usable")
+    if not ranged:
+        lo_c, hi_c = np.percentile(codes, (0.5, 99.5))
+        if hi_c - lo_c < 1e-6:
+            raise _Skip("its Apple depth image is flat")
+        nearness = np.clip((codes - lo_c) / (hi_c - lo_c), 0.0, 1.0)
+        if kind == "depth":
+            nearness = 1.0 - nearness
+        source = f"{label} ({kind}, no value range: relative, recorded by the phone)"
+        return DepthMap(nearness.astype(np.float32), False, source)
+    value = lo + (np.clip(codes, lo_code, hi_code) - lo_code) * ((hi - lo) / (hi_code - lo_code))
+    inverse = value if kind == "disparity" else 1.0 / value  # 1/m
+    near_m, far_m = (1 / hi, 1 / lo if lo > 0 else np.inf) if kind == "disparity" else (lo, hi)
+    span = f"{near_m:.3g}–{far_m:.3g} m"
+    if accuracy == "absolute":
+        return DepthMap(
+            inverse.astype(np.float32), True, f"{label} ({kind}, {span}, recorded by the phone)"
+        )
+    relative = inverse * np.float32(near_m)  # disparity over the nearest: zero at infinity
+    return DepthMap(
+        relative.astype(np.float32),
+        False,
+        f"{label} ({kind}, {span}, accuracy {accuracy}: relative, recorded by the phone)",
+    )
 
 
 # ---------------------------------------------------------------------------------- HEIF
