@@ -16,13 +16,21 @@ class FileServer:
     """Serves `files` (path → bytes) on 127.0.0.1. `mode` per path: 'ok' (honours Range),
     'norange' (ignores it), 'error' (500), 'cut' (stops at byte `cut_at` and closes;
     a request that starts there gets the rest), 'dead' (never past `cut_at`), 'lie' (a
-    Content-Length off by 1000)."""
+    Content-Length off by 1000).
+
+    Like Hugging Face's resolve endpoint: `headers[path]` are sent with every answer for
+    `path` (X-Linked-Etag, X-Linked-Size), and `redirect[path]` makes `path` answer 302
+    to another path (its headers on the 302, as the hub does). HEAD answers as GET without
+    the body; `requests` lists GETs only, `heads` the HEADs."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.mode: dict[str, str] = {}
+        self.headers: dict[str, dict[str, str]] = {}
+        self.redirect: dict[str, str] = {}
         self.cut_at = 0
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self.heads: list[str] = []
         self.bytes_sent = 0
         server = self
 
@@ -32,8 +40,24 @@ class FileServer:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
+            def do_HEAD(self) -> None:  # noqa: N802
+                server.heads.append(self.path)
+                self._answer(head=True)
+
             def do_GET(self) -> None:  # noqa: N802
                 server.requests.append((self.path, self.headers.get("Range")))
+                self._answer(head=False)
+
+            def _answer(self, head: bool) -> None:
+                extra = server.headers.get(self.path, {})
+                if self.path in server.redirect:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirect[self.path])
+                    for k, v in extra.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = server.files.get(self.path)
                 mode = server.mode.get(self.path, "ok")
                 if body is None:
@@ -57,13 +81,17 @@ class FileServer:
                 length = len(part) + (1000 if mode == "lie" else 0)
                 self.send_header("Content-Length", str(length))
                 self.send_header("Accept-Ranges", "bytes")
+                for k, v in extra.items():
+                    self.send_header(k, v)
                 self.end_headers()
+                if head:
+                    return
                 if (mode == "cut" and start < server.cut_at) or mode == "dead":
                     part = part[: max(0, server.cut_at - start)]
                     self.close_connection = True
+                server.bytes_sent += len(part)  # before: the client may be done at once
                 self.wfile.write(part)
                 self.wfile.flush()
-                server.bytes_sent += len(part)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

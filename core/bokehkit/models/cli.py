@@ -27,11 +27,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
     for spec in store.manifest.models:
         if store.is_installed(spec.id):
-            state = f"installed ({_mb(spec.size)})"
+            state = f"installed ({_mb(store.installed_size(spec.id))})"
         else:
             first = spec.files[0].sources[0]
+            where = first.registry or first.url
             size = first.download_size or spec.size
-            state = f"not installed (download {_mb(size)} from {first.registry or first.url})"
+            if spec.pinned or first.download_size:
+                state = f"not installed (download {_mb(size)} from {where})"
+            else:  # the hub states the size (and hash) when asked
+                state = f"not installed (download from {where}, size as the hub states)"
             partial = store.partial_bytes(spec.id)
             if partial:
                 state += f", {_mb(partial)} partly downloaded"
@@ -67,7 +71,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         return _import_magicbokeh(args, store)
     if not args.files:
         raise BokehkitError(f"models import {args.id}: give the file(s) to import")
-    paths = store.import_files(args.id, args.files, progress=_bar(args))
+    paths = store.import_files(args.id, args.files, progress=_bar(args), sha256=args.sha256)
     for p in paths:
         print(f"{args.id}: installed {p}")
     if not store.is_installed(args.id):
@@ -150,6 +154,12 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("id", metavar="ID")
     q.add_argument("files", nargs="*", metavar="FILE", help="the model file, or a source download")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    q.add_argument(
+        "--sha256",
+        metavar="HEX",
+        help="for a file the manifest does not pin (Hugging Face's): the SHA-256 the hub "
+        "shows on the file's page",
+    )
     mb = q.add_argument_group("magicbokeh (converts, nothing to copy)")
     mb.add_argument("--sd21", metavar="DIR", help="Stable Diffusion 2.1-base, diffusers format")
     mb.add_argument("--checkpoint", metavar="FILE", help="MagicBokeh's published lora.pkl")

@@ -11,6 +11,8 @@ from typing import Any
 from ..errors import BokehkitError
 
 SOURCE_TYPES = ("file", "npm-chunks", "zip-member")
+#: The one registry whose downloads say their own SHA-256 and size (X-Linked-Etag/-Size).
+HUB = "huggingface"
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,23 @@ class Source:
 
 @dataclass(frozen=True)
 class FileSpec:
+    """One file of a model. `sha256` and `size` are None ("unpinned") only for files that
+    come from Hugging Face alone: the hub then gives both with the download (`download.
+    hub_expected`), and the store records what it checked."""
+
     name: str
-    sha256: str
-    size: int
+    sha256: str | None
+    size: int | None
     sources: tuple[Source, ...]
 
+    @property
+    def pinned(self) -> bool:
+        return self.sha256 is not None
+
     def accepted(self) -> dict[str, int]:
-        """SHA-256 → size of every file a source may produce (the first is the usual one)."""
-        out = {self.sha256: self.size}
+        """SHA-256 → size of every file a source may produce (the first is the usual one);
+        empty for an unpinned file (the store knows its recorded hash)."""
+        out = {self.sha256: self.size} if self.sha256 and self.size else {}
         for s in self.sources:
             if s.type == "file" and s.sha256:
                 out.setdefault(s.sha256, s.size or 0)
@@ -64,7 +75,12 @@ class ModelSpec:
 
     @property
     def size(self) -> int:
-        return sum(f.size for f in self.files)
+        """Bytes of the pinned files (an unpinned file's size is known at download)."""
+        return sum(f.size or 0 for f in self.files)
+
+    @property
+    def pinned(self) -> bool:
+        return all(f.pinned for f in self.files)
 
 
 @dataclass(frozen=True)
@@ -98,16 +114,28 @@ def _source(raw: dict[str, Any], where: str) -> Source:
     )
 
 
+def _file(raw: dict[str, Any], where: str) -> FileSpec:
+    name, sha, size = raw["name"], raw.get("sha256"), raw.get("size")
+    if "/" in name or name.startswith("."):
+        raise BokehkitError(f"{where}: bad file name")
+    sources = tuple(_source(s, where) for s in raw["sources"])
+    if sha is None and size is None:
+        # Only the hub says what it sends; anything else unpinned could not be checked.
+        if not sources or any(s.registry != HUB or s.type != "file" for s in sources):
+            raise BokehkitError(
+                f"{where}: sha256 and size may be null only when every source is a "
+                f"'file' from registry {HUB!r} (the hub gives both); pin them"
+            )
+        return FileSpec(name, None, None, sources)
+    if not isinstance(sha, str) or len(sha) != 64 or size is None:
+        raise BokehkitError(f"{where}: bad sha256 or size (give both, or neither for {HUB})")
+    return FileSpec(name, sha.lower(), int(size), sources)
+
+
 def parse_manifest(data: dict[str, Any], path: str = "") -> Manifest:
     models = []
     for m in data["models"]:
-        files = []
-        for f in m["files"]:
-            where = f"{path}: {m['id']}/{f['name']}"
-            if len(f["sha256"]) != 64 or "/" in f["name"] or f["name"].startswith("."):
-                raise BokehkitError(f"{where}: bad sha256 or file name")
-            sources = tuple(_source(s, where) for s in f["sources"])
-            files.append(FileSpec(f["name"], f["sha256"].lower(), int(f["size"]), sources))
+        files = [_file(f, f"{path}: {m['id']}/{f['name']}") for f in m["files"]]
         models.append(
             ModelSpec(
                 m["id"], m["name"], m["purpose"], m["licence"], tuple(files), m.get("notes", "")

