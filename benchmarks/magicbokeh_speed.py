@@ -42,6 +42,7 @@ from bokehkit.magicbokeh.network import (  # noqa: E402
     build_unet,
     build_vae,
 )
+from bokehkit.magicbokeh.stages import TorchStages  # noqa: E402
 
 # SD 2.1-base (spec §3.1): the real channel counts.
 UNET = dict(
@@ -120,21 +121,63 @@ def timed(fn, *args):
     return dt, max(0, max(peak[0], _rss()) - start_rss), out
 
 
-def stage_times(net: MagicBokehNetwork, lat_h: int, lat_w: int, label: str) -> dict:
-    """Encode, core and decode timed on one (8·lat_h)×(8·lat_w) tile."""
+def stage_times(net, lat_h: int, lat_w: int, label: str, default_mode: bool = False) -> dict:
+    """Encode, core and decode timed on one (8·lat_h)×(8·lat_w) tile: through the torch
+    network as reference mode calls it, or through `TorchStages` (channels-last inputs,
+    the network's dtype) as the default mode does."""
     g = torch.Generator().manual_seed(1)
     img = torch.rand(1, 3, 8 * lat_h, 8 * lat_w, generator=g) * 2 - 1
     disp = torch.rand(1, 1, 8 * lat_h, 8 * lat_w, generator=g) * 0.2
     focus = (disp <= 0.1).float()
+    if default_mode:
+        st = TorchStages(net)
+        img, disp, focus = img.numpy(), disp.numpy(), focus.numpy()
+        encode, denoise, decode = st.encode, st.denoise, st.decode
+    else:
+        encode, denoise, decode = net.encode, net.denoise, net.decode
     r = {}
-    r["encode"] = timed(net.encode, img)
-    z = r["encode"][2]
-    r["core"] = timed(net.denoise, z, disp, focus)
-    r["decode"] = timed(net.decode, r["core"][2])
+    r["encode"] = timed(encode, img)
+    r["core"] = timed(denoise, r["encode"][2], disp, focus)
+    r["decode"] = timed(decode, r["core"][2])
     out = {k: (round(v[0], 2), round(v[1] / 2**30, 2)) for k, v in r.items()}
     print(f"  {label}: " + ", ".join(f"{k} {s} s / {m} GiB" for k, (s, m) in out.items()),
           flush=True)  # fmt: skip
     return out
+
+
+def _machine() -> str:
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} CPUs"
+    except OSError:
+        pass
+    return machine
+
+
+def default_mode(net, label: str, vae_tiles, core_tiles, h: int, w: int) -> dict:
+    """The default mode's per-image time, extrapolated from one tile of each shape."""
+    vae_shape, core_shape = vae_tiles[0][2:4], core_tiles[0][2:4]
+    stage_times(net, 8, 8, f"{label} warm-up 64²", default_mode=True)
+    vae_st = stage_times(net, *vae_shape, f"{label} VAE tile {8 * vae_shape[1]}×"
+                         f"{8 * vae_shape[0]}", default_mode=True)  # fmt: skip
+    if tuple(core_shape) == tuple(vae_shape):
+        core_st = vae_st
+    else:
+        core_st = stage_times(net, *core_shape, f"{label} latent tile {core_shape[1]}×"
+                              f"{core_shape[0]}", default_mode=True)  # fmt: skip
+    parts = {
+        "encode": len(vae_tiles) * vae_st["encode"][0],
+        "core": len(core_tiles) * core_st["core"][0],
+        "decode": len(vae_tiles) * vae_st["decode"][0],
+    }
+    total = sum(parts.values())
+    return {"vae_stage": vae_st, "core_stage": core_st["core"],
+            "parts_s": {k: round(v, 1) for k, v in parts.items()},
+            "total_s": round(total, 1),
+            "per_512_tile_equiv_s": round(total / ((h * w) / 512**2), 1),
+            "peak_gib": max(max(v[1] for v in vae_st.values()), core_st["core"][1])}  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -142,6 +185,9 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=1562)
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vae-tile", type=int, default=fast.VAE_TILE, help="pixels")
+    ap.add_argument("--latent-overlap", type=int, default=fast.LATENT_OVERLAP, help="latents")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 default mode")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -149,20 +195,13 @@ def main(argv=None) -> int:
 
     n_ref = len(ref.tile_positions(max(h, 512), max(w, 512)))
     ph, pw = (-(-n // fast.PAD_MULTIPLE) * fast.PAD_MULTIPLE for n in (h, w))
-    vae_tiles = fast.tiles_2d(ph // 8, pw // 8, fast.VAE_TILE // 8, fast.VAE_OVERLAP)
-    core_tiles = fast.tiles_2d(ph // 8, pw // 8, fast.LATENT_TILE, fast.LATENT_OVERLAP, 8)
+    vae_tiles = fast.tiles_2d(ph // 8, pw // 8, args.vae_tile // 8, fast.VAE_OVERLAP)
+    core_tiles = fast.tiles_2d(ph // 8, pw // 8, fast.LATENT_TILE, args.latent_overlap, 8)
     vae_shape, core_shape = vae_tiles[0][2:4], core_tiles[0][2:4]
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                machine = f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} CPUs"
-                break
-    except OSError:
-        pass
-    print(f"MagicBokeh speed, {w}×{h}, torch {torch.__version__} fp32, {args.threads} threads")
+    machine = _machine()
+    print(f"MagicBokeh speed, {w}×{h}, torch {torch.__version__}, {args.threads} threads")
     print(f"machine: {machine}; {datetime.date.today().isoformat()}")
-    print(f"reference: {n_ref} pixel tiles of 512²; default: padded to {pw}×{ph}, "
+    print(f"reference: {n_ref} pixel tiles of 512², fp32; default: padded to {pw}×{ph}, "
           f"{len(vae_tiles)} VAE tiles of {8 * vae_shape[1]}×{8 * vae_shape[0]} px, "
           f"{len(core_tiles)} latent tiles of {core_shape[1]}×{core_shape[0]}")  # fmt: skip
 
@@ -171,25 +210,16 @@ def main(argv=None) -> int:
     print(f"built the random-weight network in {time.perf_counter() - t0:.0f} s "
           f"(RSS {_rss() / 2**30:.1f} GiB)", flush=True)  # fmt: skip
     # one small warm-up so one-off allocator/kernel set-up is not timed
-    stage_times(net, 8, 8, "warm-up 64²")
-    ref_st = stage_times(net, 64, 64, "reference tile 512²")
-    vae_st = stage_times(net, *vae_shape, f"default VAE tile {8 * vae_shape[1]}×"
-                         f"{8 * vae_shape[0]}")  # fmt: skip
-    if tuple(core_shape) == tuple(vae_shape):
-        core_st = vae_st
-    else:
-        core_st = stage_times(net, *core_shape, f"default latent tile {core_shape[1]}×"
-                              f"{core_shape[0]}")  # fmt: skip
-
+    stage_times(net, 8, 8, "reference warm-up 64²")
+    ref_st = stage_times(net, 64, 64, "reference tile 512² (fp32, as reference mode runs)")
     ref_tile = sum(v[0] for v in ref_st.values())
     ref_total = n_ref * ref_tile
-    fast_parts = {
-        "encode": len(vae_tiles) * vae_st["encode"][0],
-        "core": len(core_tiles) * core_st["core"][0],
-        "decode": len(vae_tiles) * vae_st["decode"][0],
-    }
-    fast_total = sum(fast_parts.values())
-    tile_equiv = (h * w) / 512**2
+
+    net = net.to(memory_format=torch.channels_last)  # as load_network gives the default mode
+    modes = {"fp32": default_mode(net, "default fp32", vae_tiles, core_tiles, h, w)}
+    if not args.no_bf16:
+        modes["bf16"] = default_mode(net.to(torch.bfloat16), "default bf16", vae_tiles,
+                                     core_tiles, h, w)  # fmt: skip
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": machine,
@@ -201,22 +231,19 @@ def main(argv=None) -> int:
                       "peak_gib": max(v[1] for v in ref_st.values())},
         "default": {"vae_tiles": len(vae_tiles), "vae_tile_px": [8 * s for s in vae_shape],
                     "core_tiles": len(core_tiles), "core_tile_latent": list(core_shape),
-                    "vae_stage": vae_st, "core_stage": core_st["core"],
-                    "parts_s": {k: round(v, 1) for k, v in fast_parts.items()},
-                    "total_s": round(fast_total, 1),
-                    "per_512_tile_equiv_s": round(fast_total / tile_equiv, 1),
-                    "peak_gib": max(max(v[1] for v in vae_st.values()), core_st["core"][1])},
-        "ratio": round(ref_total / fast_total, 2),
+                    **{k: v for k, v in modes.items()}},
+        "ratios": {k: round(ref_total / v["total_s"], 2) for k, v in modes.items()},
     }  # fmt: skip
     print(
-        f"reference: {ref_tile:.1f} s per 512² tile × {n_ref} = {ref_total:.0f} s "
+        f"reference:      {ref_tile:.1f} s per 512² tile × {n_ref} = {ref_total:.0f} s "
         f"(extrapolated), peak +{result['reference']['peak_gib']} GiB"
     )
-    print(f"default:   encode {fast_parts['encode']:.0f} s + core {fast_parts['core']:.0f} s + "
-          f"decode {fast_parts['decode']:.0f} s = {fast_total:.0f} s (extrapolated; "
-          f"{fast_total / tile_equiv:.1f} s per 512² of image), peak "
-          f"+{result['default']['peak_gib']} GiB")  # fmt: skip
-    print(f"ratio reference/default: {result['ratio']}× (target ≥ 3×)")
+    for name, m in modes.items():
+        p = m["parts_s"]
+        print(f"default {name}:  encode {p['encode']:.0f} s + core {p['core']:.0f} s + "
+              f"decode {p['decode']:.0f} s = {m['total_s']:.0f} s (extrapolated; "
+              f"{m['per_512_tile_equiv_s']:.1f} s per 512² of image), peak "
+              f"+{m['peak_gib']} GiB; reference/default {result['ratios'][name]}×")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

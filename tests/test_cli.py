@@ -1,7 +1,9 @@
 """The command line as a user meets it: results, and one-line errors that write nothing."""
 
+import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def bokehkit(*args, cwd=None):
     env = {"PYTHONPATH": str(REPO / "core"), "PATH": "/usr/bin:/bin"}
+    if "BOKEHKIT_MODELS" in os.environ:  # the test's empty store (conftest), not the user's
+        env["BOKEHKIT_MODELS"] = os.environ["BOKEHKIT_MODELS"]
     return subprocess.run(
         [sys.executable, "-m", "bokehkit", *map(str, args)],
         capture_output=True,
@@ -145,3 +149,112 @@ def test_demo_writes_result_and_says_where(tmp_path):
     assert before.shape == after.shape
     assert np.abs(before - after).mean() > 2  # something was blurred
     assert (out / "sample-before-after.jpg").is_file()
+
+
+# ---------------------------------------------------------------------------- where depth
+# and focus come from: --no-embedded-depth, --depth-model, --no-auto-subject
+
+
+@pytest.fixture
+def phone_photo(tmp_path):
+    """A Google Camera JPEG with its depth map stored in it (GDepth)."""
+    from test_phone_depth import encode_google, gdepth_jpeg, image_bytes, scene_depth
+
+    p = tmp_path / "phone.jpg"
+    p.write_bytes(
+        gdepth_jpeg(48, 32, image_bytes(encode_google(scene_depth(24, 16), "RangeInverse")))
+    )
+    return p
+
+
+def _depth_line(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if line.startswith("depth: "))
+
+
+def test_no_embedded_depth_skips_the_phones_map(phone_photo):
+    args = ("render", phone_photo.name, "--focus-point", "12,16", "-o", "out.jpg")
+    r = bokehkit(*args, cwd=phone_photo.parent)
+    assert r.returncode == 0, r.stderr
+    assert "recorded by the phone" in _depth_line(r.stdout)
+    r = bokehkit(*args, "--no-embedded-depth", cwd=phone_photo.parent)
+    assert r.returncode == 0, r.stderr
+    assert _depth_line(r.stdout).startswith("depth: none given")
+
+
+def test_a_chosen_depth_model_must_be_installed(phone_photo):
+    r = bokehkit(
+        "render", phone_photo.name, "--depth-model", "depth-anything-v2-small", "-o", "out.jpg",
+        "--no-embedded-depth", cwd=phone_photo.parent,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        "bokehkit: error: depth model depth-anything-v2-small is not installed; "
+        "run: bokehkit models install depth-anything-v2-small"
+    )
+    assert not (phone_photo.parent / "out.jpg").exists()
+    r = bokehkit("render", phone_photo.name, "--depth-model", "nope", cwd=phone_photo.parent)
+    assert r.returncode == 2 and "invalid choice: 'nope'" in r.stderr
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    """Depth models small and base and ISNet 'installed'; their estimates stood in for."""
+    import bokehkit.models
+    import bokehkit.subject
+
+    installed = {"depth-anything-v2-small", "depth-anything-v2-base", "isnet"}
+    monkeypatch.setattr(
+        bokehkit.models,
+        "installed_path",
+        lambda model_id, store=None: Path(f"/m/{model_id}") if model_id in installed else None,
+    )
+    from bokehkit.depth import DepthMap
+
+    def estimate_depth(linear_rgb, model_id, progress):
+        h, w = linear_rgb.shape[:2]
+        ramp = np.tile(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, 1))
+        return DepthMap(ramp, False, f"estimated by {model_id}")
+
+    module = types.ModuleType("bokehkit.depth_models")
+    module.estimate_depth = estimate_depth
+    monkeypatch.setitem(sys.modules, "bokehkit.depth_models", module)
+
+    def subject_mask_linear(linear_rgb, path):
+        mask = np.zeros(linear_rgb.shape[:2], np.float32)
+        mask[8:24, 30:44] = 1.0
+        return mask
+
+    monkeypatch.setattr(bokehkit.subject, "subject_mask_linear", subject_mask_linear)
+
+
+def _report(photo, *args) -> dict[str, str]:
+    """The report lines `bokehkit render PHOTO ARGS` prints, by their first word (in this
+    process, so the models can be stood in for)."""
+    from bokehkit.cli import _settings, build_parser
+    from bokehkit.pipeline import render_file
+
+    parsed = build_parser().parse_args(["render", str(photo), *args])
+    report = render_file(photo, photo.with_name("out.jpg"), _settings(parsed))
+    return {line.split(":")[0]: line for line in report.lines()}
+
+
+def test_depth_model_choice_names_the_source(phone_photo, fake_models):
+    def depth(*args):
+        return _report(phone_photo, "--no-embedded-depth", *args)["depth"]
+
+    assert depth() == "depth: estimated by depth-anything-v2-base"  # the best installed
+    assert depth("--depth-model", "auto") == "depth: estimated by depth-anything-v2-base"
+    assert depth("--depth-model", "depth-anything-v2-small") == (
+        "depth: estimated by depth-anything-v2-small"
+    )
+    assert depth("--depth-model", "none").startswith("depth: none given")
+    # The phone's own map still comes before any model unless switched off.
+    lines = _report(phone_photo, "--depth-model", "depth-anything-v2-small")
+    assert "recorded by the phone" in lines["depth"]
+
+
+def test_no_auto_subject_focuses_on_the_centre(phone_photo, fake_models):
+    lines = _report(phone_photo)
+    assert lines["focus"].startswith("focus: automatic subject (ISNet)")
+    lines = _report(phone_photo, "--no-auto-subject")
+    assert lines["focus"].startswith("focus: image centre")

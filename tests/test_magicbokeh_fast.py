@@ -16,6 +16,7 @@ from bokehkit.errors import BokehkitError  # noqa: E402
 from bokehkit.magicbokeh import fast  # noqa: E402
 from bokehkit.magicbokeh import reference as ref  # noqa: E402
 from bokehkit.magicbokeh.network import load_network  # noqa: E402
+from bokehkit.magicbokeh.stages import TorchStages  # noqa: E402
 from bokehkit.progress import Cancelled, Progress  # noqa: E402
 
 # the tiny model's stand-ins for 512-px tiles: 64 px = 8 latents
@@ -72,11 +73,16 @@ def test_even_split():
 
 
 def test_single_tile_is_the_reference(net):
-    # one 64-px tile: both modes run the same network on the same tile
+    # one 64-px tile: both modes run the same network on the same tile; the numpy
+    # driver and colour fix reproduce the torch reference bit for bit
     image, depth, mask = _scene(64, 64)
-    a = fast.render_fast(image, depth, mask, 32, net, **TINY)
     b = ref.render_reference(image, depth, mask, 32, net, tile=64, stride=32)
+    a = fast.render_fast(image, depth, mask, 32, TorchStages(net, channels_last=False), **TINY)
     assert np.array_equal(a, b)
+    # channels-last convolutions sum in another order: at most one 8-bit step, rarely
+    c = fast.render_fast(image, depth, mask, 32, net, **TINY)
+    diff = np.abs(c - b) * 255
+    assert diff.max() <= 1.0001 and (diff > 0).mean() < 0.01
 
 
 def test_fast_render(net):

@@ -11,7 +11,7 @@ from . import __version__
 from .depth import KINDS, UNITS
 from .errors import BokehkitError
 from .highlights import DEFAULT_GAIN
-from .pipeline import RenderSettings, render_file
+from .pipeline import DEPTH_MODEL_IDS, RenderSettings, render_file
 from .progress import Cancelled, Progress
 from .renderers import ENGINES
 
@@ -93,7 +93,22 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="metres at the near and far ends of a relative map (makes it metric)",
     )
-    g = p.add_argument_group("focus (default: the mask, else the point, else the centre)")
+    g.add_argument(
+        "--no-embedded-depth",
+        dest="embedded_depth",
+        action="store_false",
+        help="without --depth: ignore the depth map a phone stored in the photo",
+    )
+    g.add_argument(
+        "--depth-model",
+        choices=("auto", "none", *DEPTH_MODEL_IDS),
+        default="auto",
+        help="without --depth (and embedded depth): 'auto' = the best depth model installed "
+        "(default), 'none' = no model, or that model (it must be installed)",
+    )
+    g = p.add_argument_group(
+        "focus (default: the mask, else the point, else the subject ISNet finds, else the centre)"
+    )
     g.add_argument(
         "--focus-mask",
         "--mask",
@@ -112,6 +127,12 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         metavar="D",
         type=float,
         help="focal plane as a disparity (0…1 for relative maps)",
+    )
+    g.add_argument(
+        "--no-auto-subject",
+        dest="auto_subject",
+        action="store_false",
+        help="do not look for the subject with ISNet when nothing says where to focus",
     )
     g = p.add_argument_group("lens")
     g.add_argument(
@@ -173,14 +194,29 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         "bokehkit models install realesrgan-x4plus)",
     )
     g.add_argument("--engine", choices=ENGINES, default="classical")
-    g = p.add_argument_group("magicbokeh engine (--strength is its K, 0–32, default 32)")
+    g = p.add_argument_group(
+        "magicbokeh engine (blur from the lens as for classical, or --strength K: the "
+        "official K, 0–32; with --reference K defaults to 32)"
+    )
     g.add_argument("--model", metavar="NAME", default="magicbokeh", help="bundle name")
     g.add_argument(
         "--reference",
         action="store_true",
         help="the official inference.py pipeline, fp32 (needs --depth and --focus-mask)",
     )
-    g.add_argument("--device", choices=("cpu", "cuda", "mps"), default="cpu")
+    g.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default="auto",
+        help="auto (default): CUDA, else Apple MPS, else the CPU",
+    )
+    g.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto (default): fp16 on GPUs; bf16 on CPUs that have it natively, else fp32; "
+        "--reference is always fp32",
+    )
     g.add_argument("--seed", type=int, default=None, help="sample the VAE latent with this seed")
     g.add_argument("--save-float", metavar="FILE.npy", help="also write float32 H×W×3 in [0, 1]")
 
@@ -209,7 +245,15 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
         grain=args.grain,
         sr_factor=args.sr,
         upscaler=args.upscaler,
-        engine_options={"model": args.model} if args.engine == "magicbokeh" else {},
+        engine_options=(
+            {"model": args.model, "device": args.device, "precision": args.precision}
+            if args.engine == "magicbokeh"
+            else {}
+        ),
+        embedded_depth=args.embedded_depth,
+        depth_model=args.depth_model != "none",
+        depth_model_id=None if args.depth_model in ("auto", "none") else args.depth_model,
+        auto_subject=args.auto_subject,
     )
 
 
@@ -219,7 +263,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
     if args.engine == "magicbokeh" and args.reference:
         return _render_magicbokeh_reference(args, inp, out)
     if args.reference or args.save_float or args.seed is not None:
-        raise BokehkitError("--reference, --seed and --save-float are for --engine magicbokeh")
+        raise BokehkitError(
+            "--reference, --seed and --save-float are for --engine magicbokeh --reference"
+        )
     bar = ProgressBar(enabled=not args.quiet)
     report = render_file(inp, out, _settings(args), Progress(bar))
     if not args.quiet:

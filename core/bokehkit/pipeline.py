@@ -68,6 +68,7 @@ class RenderSettings:
     # Depth), else an installed depth model's estimate; False skips that source.
     embedded_depth: bool = True
     depth_model: bool = True
+    depth_model_id: str | None = None  # that depth model (it must be installed); None: the best
     # With no mask, point, distance or disparity: focus on the subject ISNet finds, if
     # installed (`bokehkit models install isnet`); False: the image centre, as before.
     auto_subject: bool = True
@@ -140,7 +141,9 @@ def render_image(
     if depth is None and settings.embedded_depth:
         depth = _embedded_depth(image, width, height, report)
     if depth is None and settings.depth_model:
-        depth = _model_depth(image, width, height, report, progress.span(0.0, 0.04))
+        depth = _model_depth(
+            image, width, height, report, progress.span(0.0, 0.04), settings.depth_model_id
+        )
     if depth is None:
         if settings.focus_distance_m is not None:
             raise BokehkitError("--focus-distance needs a metric depth map (--depth FILE)")
@@ -165,11 +168,15 @@ def render_image(
         np.clip(coc, -max_coc, max_coc, out=coc)
     progress.update(0.05, "preparing")
 
+    # Highlight recovery and grain are the classical renderer's: MagicBokeh takes the
+    # display-referred photo as it was trained and renders its own texture.
+    classical = settings.engine == "classical"
     encoded01 = image.encoded.astype(np.float32) / _full_scale(image.encoded.dtype)
     linear = image.linear_rgb
-    if image.encoding.dtype != "float32":
+    if classical and image.encoding.dtype != "float32":
         linear = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
-    sigma = estimate_noise(encoded01) if settings.grain > 0 else np.zeros(3, np.float32)
+    grain = settings.grain if classical else 0.0
+    sigma = estimate_noise(encoded01) if grain > 0 else np.zeros(3, np.float32)
     del encoded01
 
     # A learned upscaler is most of the work: give it most of the progress bar.
@@ -183,6 +190,14 @@ def render_image(
     report.max_coc_px = float(np.abs(coc).max(initial=0.0))
 
     renderer = get_renderer(settings.engine, **settings.engine_options)
+    if hasattr(renderer, "describe"):
+        report.notes.append(f"engine: {renderer.describe()}")
+    cap = getattr(renderer, "max_radius_px", None)
+    if cap is not None and report.max_coc_px > cap:
+        report.notes.append(
+            f"note: {renderer.name} renders blur radii up to {cap:g} px (the range it was "
+            "trained on); larger ones are rendered at that"
+        )
     job = RenderJob(
         linear_rgb=linear,
         signed_coc_px=coc,
@@ -192,8 +207,8 @@ def render_image(
         focus_mask=mask,
     )
     out = renderer.render(job, progress.span(sr_end, 0.95))
-    if settings.grain > 0 and renderer.name == "classical":
-        add_grain(out, coc, sigma, settings.grain, seed=width * 7919 + height)
+    if grain > 0:
+        add_grain(out, coc, sigma, grain, seed=width * 7919 + height)
     report.output_size = (width * factor, height * factor)
     report.seconds = time.perf_counter() - started
     return out, report
@@ -244,9 +259,17 @@ DEPTH_MODEL_IDS = (
 )
 
 
-def _model_depth(image: LoadedImage, width: int, height: int, report: RenderReport, progress):
+def _model_depth(
+    image: LoadedImage,
+    width: int,
+    height: int,
+    report: RenderReport,
+    progress,
+    chosen: str | None = None,
+):
     """An installed depth model's estimate; None when none is installed, or (with a note)
-    when one is but cannot run here (no torch, a damaged file). Never downloads."""
+    when one is but cannot run here (no torch, a damaged file). Never downloads. A model
+    the user `chosen` must be installed and run: otherwise BokehkitError says why."""
     from .models import installed_path
 
     def installed(model_id: str) -> bool:
@@ -255,18 +278,31 @@ def _model_depth(image: LoadedImage, width: int, height: int, report: RenderRepo
         except (BokehkitError, KeyError):  # not in this manifest
             return False
 
-    model_id = next((m for m in DEPTH_MODEL_IDS if installed(m)), None)
+    if chosen is not None:
+        if chosen not in DEPTH_MODEL_IDS:
+            raise BokehkitError(
+                f"unknown depth model {chosen!r}: choose one of {', '.join(DEPTH_MODEL_IDS)}"
+            )
+        if not installed(chosen):
+            raise BokehkitError(
+                f"depth model {chosen} is not installed; run: bokehkit models install {chosen}"
+            )
+    model_id = chosen or next((m for m in DEPTH_MODEL_IDS if installed(m)), None)
     if model_id is None:
         return None
     try:
         from .depth_models import estimate_depth
     except ImportError as exc:  # the package or torch is missing
+        if chosen:
+            raise BokehkitError(f"depth model {chosen} cannot run here: {exc}") from None
         report.notes.append(f"note: depth model {model_id} is installed but cannot run: {exc}")
         return None
     progress.update(0.0, f"estimating depth ({model_id})")
     try:
         depth = estimate_depth(image.linear_rgb, model_id, progress)
     except BokehkitError as exc:
+        if chosen:
+            raise
         report.notes.append(f"note: no depth from {model_id}: {exc}")
         return None
     return depth_mod.fit_to_image(depth, width, height)

@@ -13,28 +13,39 @@ VAE is ~77% of the FLOPs (spec §8.2). Here:
    own pixel area (the masked attention is per tile, as in the reference); the x0 tiles
    are tent-blended in latent space;
 4. the blended latent is decoded ONCE, in overlapping tiles tent-blended in pixel space;
-5. the official 8-bit truncations and AdaIN colour fix, as the reference.
+5. the AdaIN colour fix (with the official 8-bit truncations when reproducing the
+   reference's inputs: `render_fast`; without them for the render pipeline:
+   `render_defocus`).
 
 Tiles along an axis are split evenly (the fewest tiles of at most the given size with at
 least the given overlap), so no edge tile repeats work the way the official extra row
 and column do. The image is mirror-padded to a multiple of 64 pixels (8 latents, the
 UNet's three downsamplers) and cropped back. The output is not identical to the
 reference (different tile borders and GroupNorm statistics); tests measure the PSNR.
+
+The driver works on numpy arrays and never imports torch: the network comes as a
+"stages" object (`stages.TorchStages` around the torch network, or the ONNX Runtime
+stages of the light engine).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import BokehkitError
 from ..progress import Progress
-from . import reference as ref
-from .network import IN_FOCUS_THRESHOLD, MagicBokehNetwork, load_network
+from .inputs import (
+    IN_FOCUS_THRESHOLD,
+    checked_inputs,
+    defocus_map,
+    finish,
+    focal_value,
+    pad_to,
+    quantise_depth,
+)
 
 VAE_TILE = 512  # pixels; 64 latents
 VAE_OVERLAP = 8  # latents (64 px): the VAE's receptive field is local, GroupNorm is not
@@ -59,14 +70,15 @@ def split_axis(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple
     return starts, size
 
 
-def _ramp(size: int, first: bool, last: bool, overlap: int) -> torch.Tensor:
+def _ramp(size: int, first: bool, last: bool, overlap: int) -> np.ndarray:
     """1 inside, linear ramps of `overlap` samples at the sides that meet another tile."""
-    w = torch.ones(size)
+    w = np.ones(size, np.float32)
     if overlap > 0:
+        ramp = np.linspace(0, 1, overlap + 2, dtype=np.float32)[1:-1]
         if not first:
-            w[:overlap] = torch.linspace(0, 1, overlap + 2)[1:-1]
+            w[:overlap] = ramp
         if not last:
-            w[-overlap:] = torch.linspace(1, 0, overlap + 2)[1:-1]
+            w[-overlap:] = ramp[::-1]
     return w
 
 
@@ -86,27 +98,28 @@ def tiles_2d(h: int, w: int, tile: int, overlap: int, multiple: int = 1) -> list
 def _blend(
     tiles: list,
     src_shape: tuple[int, int],
-    fn: Callable[[int, int, int, int], torch.Tensor],
+    fn: Callable[[int, int, int, int], np.ndarray],
     scale: int,
     channels: int,
     tick: Callable[[str], None],
     what: str,
-) -> torch.Tensor:
+) -> np.ndarray:
     """Σ w·fn(tile) / Σ w over a canvas `scale`× the source grid (weights upsampled
-    nearest when scale > 1)."""
+    nearest when scale > 1): 1×C×H×W float32."""
     h, w = src_shape[0] * scale, src_shape[1] * scale
-    out = torch.zeros(1, channels, h, w)
-    wsum = torch.zeros(1, 1, h, w)
+    out = np.zeros((1, channels, h, w), np.float32)
+    wsum = np.zeros((h, w), np.float32)
     for k, (top, left, th, tw, wt) in enumerate(tiles):
         tick(f"{what} {k + 1}/{len(tiles)}")
-        y = fn(top, left, th, tw).float().cpu()
+        y = fn(top, left, th, tw)
         if scale > 1:
-            wt = wt.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-        sl = (slice(None), slice(None), slice(top * scale, (top + th) * scale),
-              slice(left * scale, (left + tw) * scale))  # fmt: skip
-        out[sl] += y * wt
-        wsum[sl] += wt
-    return out / wsum
+            wt = np.repeat(np.repeat(wt, scale, 0), scale, 1)
+        rows = slice(top * scale, (top + th) * scale)
+        cols = slice(left * scale, (left + tw) * scale)
+        out[:, :, rows, cols] += y * wt
+        wsum[rows, cols] += wt
+    out /= wsum
+    return out
 
 
 def render_fast(
@@ -114,7 +127,7 @@ def render_fast(
     depth01: np.ndarray,
     mask: np.ndarray,
     strength_k: float,
-    bundle: MagicBokehNetwork | str | Path,
+    network,
     progress: Progress | None = None,
     vae_tile: int = VAE_TILE,
     vae_overlap: int = VAE_OVERLAP,
@@ -122,24 +135,50 @@ def render_fast(
     latent_overlap: int = LATENT_OVERLAP,
     official_quantisation: bool = True,
 ) -> np.ndarray:
-    """MagicBokeh in the default mode: H×W×3 float32 in [0, 1] (arguments as
-    `render_reference`; tile sizes in pixels for `vae_tile`, latents for the rest)."""
-    net = load_network(bundle) if isinstance(bundle, (str, Path)) else bundle
+    """MagicBokeh in the default mode on the reference mode's inputs (8-bit depth, the
+    lower-median focal value): H×W×3 float32 in [0, 1]. Arguments as `render_reference`;
+    `network` a torch network or a stages object; tile sizes in pixels for `vae_tile`,
+    latents for the rest."""
+    image = checked_inputs(image_srgb01, depth01, mask, strength_k)
+    depth_u8 = quantise_depth(depth01)
+    focus = focal_value(depth_u8, np.asarray(mask))
+    defocus = defocus_map(depth_u8, focus, strength_k)
+    return render_defocus(
+        image, defocus, network, progress, vae_tile, vae_overlap, latent_tile,
+        latent_overlap, official_quantisation,
+    )  # fmt: skip
+
+
+def render_defocus(
+    image_srgb01: np.ndarray,
+    defocus: np.ndarray,
+    network,
+    progress: Progress | None = None,
+    vae_tile: int = VAE_TILE,
+    vae_overlap: int = VAE_OVERLAP,
+    latent_tile: int = LATENT_TILE,
+    latent_overlap: int = LATENT_OVERLAP,
+    official_quantisation: bool = False,
+) -> np.ndarray:
+    """MagicBokeh on an sRGB image (H×W×3 in [0, 1]) and its defocus map (H×W,
+    |d − f|·K/32 ≥ 0; in focus where ≤ 0.1): H×W×3 float32 in [0, 1]."""
+    from .stages import as_stages
+
+    stages = as_stages(network)
     progress = progress or Progress()
-    image = ref.checked_inputs(image_srgb01, depth01, mask, strength_k)
+    image = np.asarray(image_srgb01, dtype=np.float32)
     h, w = image.shape[:2]
+    if np.shape(defocus) != (h, w):
+        raise BokehkitError(f"defocus map is {np.shape(defocus)}, the image {h}×{w}")
     if vae_tile % 8 or vae_tile < 64 or latent_tile < 8:
         raise BokehkitError(f"vae_tile {vae_tile} (a multiple of 8, ≥ 64) / latent_tile "
                             f"{latent_tile} (≥ 8)")  # fmt: skip
 
-    depth_u8 = ref.quantise_depth(depth01)
-    focus = ref.focal_value(depth_u8, np.asarray(mask))
     ph, pw = (math.ceil(max(n, 1) / PAD_MULTIPLE) * PAD_MULTIPLE for n in (h, w))
-    disp = ref.defocus_map(ref._pad_to(depth_u8, ph, pw), focus, strength_k)
-    in_focus = 1 - (disp > IN_FOCUS_THRESHOLD).float()
-    lq = torch.from_numpy(np.ascontiguousarray(ref._pad_to(image, ph, pw).transpose(2, 0, 1)))[None]
+    disp = pad_to(np.asarray(defocus, np.float32), ph, pw)
+    in_focus = disp <= np.float32(IN_FOCUS_THRESHOLD)
+    lq_m11 = pad_to(image, ph, pw).transpose(2, 0, 1)[None] * np.float32(2) - np.float32(1)
     lh, lw = ph // 8, pw // 8
-    device, dtype = net.alpha_bar_t.device, net.dtype
 
     enc = tiles_2d(lh, lw, vae_tile // 8, vae_overlap)
     core = tiles_2d(lh, lw, latent_tile, latent_overlap, multiple=8)
@@ -152,26 +191,25 @@ def render_fast(
         done[0] += 1
 
     def px(top, left, th, tw):
-        return (slice(None), slice(None), slice(8 * top, 8 * (top + th)),
-                slice(8 * left, 8 * (left + tw)))  # fmt: skip
+        return (slice(8 * top, 8 * (top + th)), slice(8 * left, 8 * (left + tw)))
 
-    with torch.no_grad():
+    def encode(top, left, th, tw):
+        return stages.encode(lq_m11[(slice(None), slice(None), *px(top, left, th, tw))])
 
-        def encode(top, left, th, tw):
-            return net.encode((lq[px(top, left, th, tw)] * 2 - 1).to(device, dtype))
+    latent = _blend(enc, (lh, lw), encode, 1, 4, tick, "encode tile")
 
-        latent = _blend(enc, (lh, lw), encode, 1, 4, tick, "encode tile")
+    def denoise(top, left, th, tw):
+        z = latent[:, :, top : top + th, left : left + tw]
+        sl = px(top, left, th, tw)
+        return stages.denoise(z, disp[sl][None, None], in_focus[sl][None, None])
 
-        def denoise(top, left, th, tw):
-            z = latent[:, :, top : top + th, left : left + tw].to(device, dtype)
-            sl = px(top, left, th, tw)
-            return net.denoise(z, disp[sl].to(device, dtype), in_focus[sl].to(device))
+    x0 = _blend(core, (lh, lw), denoise, 1, 4, tick, "tile")
+    latent = None  # not needed by the decoder: free it
 
-        x0 = _blend(core, (lh, lw), denoise, 1, 4, tick, "tile")
+    def decode(top, left, th, tw):
+        return stages.decode(x0[:, :, top : top + th, left : left + tw])
 
-        def decode(top, left, th, tw):
-            return net.decode(x0[:, :, top : top + th, left : left + tw].to(device, dtype))
-
-        out = _blend(dec, (lh, lw), decode, 8, 3, tick, "decode tile")
+    out = _blend(dec, (lh, lw), decode, 8, 3, tick, "decode tile")
     progress.update(1.0, "MagicBokeh colour fix")
-    return ref.finish(out, lq, h, w, official_quantisation)
+    out_hw3 = out[0, :, :h, :w].transpose(1, 2, 0)
+    return finish(out_hw3, image, official_quantisation)

@@ -33,10 +33,10 @@ from torch import nn
 
 from ..errors import BokehkitError
 from . import bundle
+from .inputs import IN_FOCUS_THRESHOLD
 
 TIMESTEP = 999
 MASK_BIAS = -100.0  # the official additive score bias between differently labelled tokens
-IN_FOCUS_THRESHOLD = 0.1  # in focus where the (K-scaled) defocus is ≤ this
 BOKEH_LAYER = re.compile(r"^up_blocks\.[123]\.attentions\.\d+\.transformer_blocks\.\d+\.attn1$")
 _BOKEH_KEY = re.compile(r"^(?P<layer>.+)\.bokeh_lora\.(?P<proj>q|k|v|out)\.(?P<part>down|up)$")
 
@@ -407,9 +407,15 @@ def bokeh_lora_modules(state: dict[str, torch.Tensor], unet: nn.Module) -> dict[
 
 
 def load_network(
-    folder: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    folder: str | Path,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
 ) -> MagicBokehNetwork:
-    """Build the network from a bundle folder (sizes checked, not hashes)."""
+    """Build the network from a bundle folder (sizes checked, not hashes). Convolution
+    weights are kept channels-last unless told otherwise: oneDNN's and cuDNN's fast
+    layout (on this CPU 1.2× in fp32, 2.5× in bf16; results differ only by summation
+    order)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -438,4 +444,5 @@ def load_network(
         unet, cn, vae, bokeh, scale, alpha_bar(_read_json(folder, "scheduler_config.json"))
     )
     net.requires_grad_(False)
-    return net.eval().to(device)
+    net = net.eval().to(device)
+    return net.to(memory_format=torch.channels_last) if channels_last else net

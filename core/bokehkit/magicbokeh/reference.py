@@ -29,29 +29,13 @@ import torch
 
 from ..errors import BokehkitError
 from ..progress import Progress
-from .network import IN_FOCUS_THRESHOLD, MagicBokehNetwork, load_network
+from .inputs import IN_FOCUS_THRESHOLD, checked_inputs, focal_value, pad_to, quantise_depth
+from .network import MagicBokehNetwork, load_network
 
 TILE, STRIDE = 512, 256
 
 
 # ---------------------------------------------------------------------- focus and defocus
-
-
-def quantise_depth(depth01: np.ndarray) -> np.ndarray:
-    """The official 8-bit depth: ``(d·255).astype(uint8)`` on float32 (truncation)."""
-    d = np.clip(np.asarray(depth01, dtype=np.float32), 0.0, 1.0)
-    return (d * np.float32(255)).astype(np.uint8)
-
-
-def focal_value(depth_u8: np.ndarray, mask: np.ndarray) -> float:
-    """Lower median of the 8-bit depth where ``mask > 0``, /255; 0 for an empty mask."""
-    mask = np.asarray(mask)
-    if mask.shape != depth_u8.shape:
-        raise BokehkitError(f"focus mask is {mask.shape[:2]}, the depth {depth_u8.shape}")
-    values = np.sort(depth_u8[mask > 0], kind="stable")
-    if values.size == 0:
-        return 0.0
-    return float(values[(values.size - 1) // 2]) / 255.0
 
 
 def defocus_map(depth_u8: np.ndarray, focus: float, strength_k: float) -> torch.Tensor:
@@ -133,14 +117,6 @@ def _truncate_u8(x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------- the render
 
 
-def _pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    ph, pw = max(0, h - a.shape[0]), max(0, w - a.shape[1])
-    if not (ph or pw):
-        return a
-    pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
-    return np.pad(a, pad, mode="symmetric")
-
-
 def render_reference(
     image_srgb01: np.ndarray,
     depth01: np.ndarray,
@@ -169,8 +145,8 @@ def render_reference(
     depth_u8 = quantise_depth(depth01)
     focus = focal_value(depth_u8, np.asarray(mask))
     ph, pw = max(h, tile), max(w, tile)
-    disp = defocus_map(_pad_to(depth_u8, ph, pw), focus, strength_k)
-    lq = torch.from_numpy(np.ascontiguousarray(_pad_to(image, ph, pw).transpose(2, 0, 1)))[None]
+    disp = defocus_map(pad_to(depth_u8, ph, pw), focus, strength_k)
+    lq = torch.from_numpy(np.ascontiguousarray(pad_to(image, ph, pw).transpose(2, 0, 1)))[None]
 
     device = net.alpha_bar_t.device
     generator = None if seed is None else torch.Generator().manual_seed(int(seed))
@@ -197,19 +173,6 @@ def render_reference(
     covered = wsum > 0
     out[covered] /= wsum[covered]
     return finish(out, lq, h, w, official_quantisation)
-
-
-def checked_inputs(image_srgb01, depth01, mask, strength_k: float) -> np.ndarray:
-    """The image as float32 H×W×3, after checking that depth and mask match it and K ≥ 0."""
-    image = np.asarray(image_srgb01, dtype=np.float32)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise BokehkitError(f"expected an H×W×3 image, got {image.shape}")
-    h, w = image.shape[:2]
-    if np.shape(depth01)[:2] != (h, w) or np.shape(mask)[:2] != (h, w):
-        raise BokehkitError("image, depth and focus mask must have the same size")
-    if strength_k < 0:
-        raise BokehkitError(f"strength K must be ≥ 0, not {strength_k}")
-    return image
 
 
 def finish(out, lq, h: int, w: int, official_quantisation: bool) -> np.ndarray:
