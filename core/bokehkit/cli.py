@@ -217,6 +217,13 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         help="auto (default): fp16 on GPUs; bf16 on CPUs that have it natively, else fp32; "
         "--reference is always fp32",
     )
+    g.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="auto (default): torch where installed, else the ONNX export (bokehkit models "
+        "export-onnx magicbokeh; CPU, fp32)",
+    )
     g.add_argument("--seed", type=int, default=None, help="sample the VAE latent with this seed")
     g.add_argument("--save-float", metavar="FILE.npy", help="also write float32 H×W×3 in [0, 1]")
 
@@ -246,7 +253,12 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
         sr_factor=args.sr,
         upscaler=args.upscaler,
         engine_options=(
-            {"model": args.model, "device": args.device, "precision": args.precision}
+            {
+                "model": args.model,
+                "device": args.device,
+                "precision": args.precision,
+                "runtime": args.runtime,
+            }
             if args.engine == "magicbokeh"
             else {}
         ),
@@ -261,6 +273,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     inp = Path(args.input)
     out = Path(args.output) if args.output else inp.with_name(f"{inp.stem}-bokeh{inp.suffix}")
     if args.engine == "magicbokeh" and args.reference:
+        if args.runtime == "onnx":
+            raise BokehkitError("--reference runs the torch network: drop --runtime onnx")
         return _render_magicbokeh_reference(args, inp, out)
     if args.reference or args.save_float or args.seed is not None:
         raise BokehkitError(

@@ -131,6 +131,9 @@ def render_image(
     factor = settings.sr_factor
     check_factor(factor, width, height)
 
+    # The renderer first: a missing model fails now, before any depth or subject work.
+    renderer = get_renderer(settings.engine, **settings.engine_options)
+
     # Focus mask first: it may also stand in for missing depth.
     mask = _focus_mask(settings, width, height)
     subject = _auto_subject(image, mask, settings, report, progress)
@@ -189,7 +192,6 @@ def render_image(
         coc = bilinear_up(coc, factor, height * factor, width * factor) * factor
     report.max_coc_px = float(np.abs(coc).max(initial=0.0))
 
-    renderer = get_renderer(settings.engine, **settings.engine_options)
     if hasattr(renderer, "describe"):
         report.notes.append(f"engine: {renderer.describe()}")
     cap = getattr(renderer, "max_radius_px", None)

@@ -179,7 +179,7 @@ def engines_status() -> dict:
     engines = {"classical": {"available": True}}
     module = "bokehkit.renderers.magicbokeh"
     try:
-        magicbokeh = importlib.import_module(module)  # pulls in torch: only here
+        magicbokeh = importlib.import_module(module)  # the torch path pulls in torch: only here
     except ImportError as exc:
         if exc.name == module:
             reason = "not part of this engine build; install the full engine (with torch)"

@@ -7,7 +7,13 @@
   VAE, built from a bundle; one step at t=999.
 - `reference`: the official ``inference.py`` pipeline (8-bit depth, lower-median focus,
   512/256 pixel tiles with tent blending, AdaIN), behind ``--reference``.
+- `fast`: the default mode's tiling driver (whole-image tiled VAE, latent tiles), numpy
+  only, over "stages": `stages.TorchStages` or `onnx_stages.OnnxStages`.
+- `inputs`: what both modes share (8-bit depth, focal value, defocus, colour fix).
+- `onnx_export` / `onnx_stages`: ``bokehkit models export-onnx magicbokeh`` and the ONNX
+  Runtime stages for the light engine.
 
-Everything here needs torch; `safe_pickle` and `bundle` need nothing else, `convert` and
-`network` need diffusers and safetensors (requirements/full.txt).
+Without torch: `inputs`, `fast`, `onnx_stages`, `safe_pickle` and `bundle`. `network`,
+`stages`, `reference`, `convert` and `onnx_export` need torch (and diffusers,
+safetensors: requirements/full.txt).
 """

@@ -162,9 +162,12 @@ def render_defocus(
 ) -> np.ndarray:
     """MagicBokeh on an sRGB image (H×W×3 in [0, 1]) and its defocus map (H×W,
     |d − f|·K/32 ≥ 0; in focus where ≤ 0.1): H×W×3 float32 in [0, 1]."""
-    from .stages import as_stages
+    if getattr(network, "numpy_stages", False):
+        stages = network  # e.g. ONNX Runtime's (the light engine: no torch to import)
+    else:
+        from .stages import as_stages
 
-    stages = as_stages(network)
+        stages = as_stages(network)
     progress = progress or Progress()
     image = np.asarray(image_srgb01, dtype=np.float32)
     h, w = image.shape[:2]

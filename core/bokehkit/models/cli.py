@@ -96,6 +96,18 @@ def _import_magicbokeh(args: argparse.Namespace, store: ModelStore) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    try:
+        from ..magicbokeh.onnx_export import export_magicbokeh_onnx  # torch: only here
+    except ImportError as exc:
+        raise BokehkitError(
+            f"exporting MagicBokeh to ONNX needs the full engine ({exc.name or exc} is missing)"
+        ) from None
+    log = (lambda _msg: None) if args.quiet else print
+    export_magicbokeh_onnx(_store(args).root / args.name, args.force, log)
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     store = _store(args)
     ids = args.ids or [m.id for m in store.manifest.models if store.model_dir(m.id).exists()]
@@ -166,6 +178,16 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
     mb.add_argument("--name", default="magicbokeh", help="bundle name in the store")
     mb.add_argument("--force", action="store_true", help="replace an existing bundle")
     q.set_defaults(run=_cmd_import)
+    q = msub.add_parser(
+        "export-onnx",
+        parents=[common],
+        help="export an imported MagicBokeh bundle to ONNX, for the light engine (no torch)",
+    )
+    q.add_argument("id", metavar="ID", choices=["magicbokeh"])
+    q.add_argument("--name", default="magicbokeh", help="bundle name in the store")
+    q.add_argument("--force", action="store_true", help="export again even if up to date")
+    q.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    q.set_defaults(run=_cmd_export_onnx)
     q = msub.add_parser("verify", parents=[common], help="check installed files' SHA-256")
     q.add_argument("ids", nargs="*", metavar="ID")
     q.set_defaults(run=_cmd_verify)

@@ -19,7 +19,7 @@ def get_renderer(name: str, **options) -> Renderer:
         return ClassicalRenderer(**options)
     if name == "magicbokeh":
         try:
-            from .magicbokeh import MagicBokehRenderer  # noqa: F401 (torch only here)
+            from .magicbokeh import MagicBokehRenderer  # noqa: F401 (not in every build)
         except ImportError as exc:
             raise BokehkitError(
                 "the magicbokeh engine is not installed in this engine build "

@@ -12,7 +12,11 @@ Two modes:
   takes is that radius / 32 (see `defocus_from_coc`); joint super-resolution comes from
   the pipeline bringing the photo to the output size first. It runs the fast tiling
   (`bokehkit.magicbokeh.fast`) on the device and precision `choose_device` /
-  `choose_dtype` pick.
+  `choose_dtype` pick, over torch or, with ``runtime="onnx"``, over onnxruntime from the
+  bundle's ONNX export (``bokehkit models export-onnx magicbokeh``; see
+  `bokehkit.magicbokeh.onnx_stages`). `choose_runtime`: "auto" is torch where it is
+  installed, else ONNX (the light engine). torch is imported only on the torch path, so
+  this module and the ONNX path work without it.
 - reference mode, `render_reference_file` (``--reference``): the official
   ``inference.py`` pipeline in fp32 on files (`bokehkit.magicbokeh.reference`).
 """
@@ -21,9 +25,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch  # noqa: F401  (the engine needs torch; importing it here tells the server)
 
 from ..colour import linear_to_srgb, srgb_to_linear
 from ..errors import BokehkitError
@@ -33,6 +37,10 @@ from ..models.store import ModelStore
 from ..progress import Progress
 from .base import RenderJob
 
+if TYPE_CHECKING:
+    import torch
+
+RUNTIMES = ("auto", "torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: The defocus map is |d − f|·K/32 with K the blur radius in pixels per unit of relative
@@ -47,9 +55,47 @@ def bundle_folder(name: str = bundle.MODEL_ID, store: str | Path | None = None) 
     return ModelStore(store).root / name
 
 
-def model_status(name: str = bundle.MODEL_ID, store: str | Path | None = None) -> tuple[bool, str]:
-    """(available, reason): whether `bokehkit render --engine magicbokeh` can run."""
-    return bundle.status(bundle_folder(name, store))
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_runtime(name: str = "auto") -> str:
+    """`auto`: torch where it is installed, else ONNX Runtime (the light engine)."""
+    if name not in RUNTIMES:
+        raise BokehkitError(f"--runtime {name!r}: choose one of {', '.join(RUNTIMES)}")
+    if name == "auto":
+        return "torch" if torch_available() else "onnx"
+    if name == "torch" and not torch_available():
+        raise BokehkitError(
+            "--runtime torch: torch is not installed in this engine; use --runtime onnx "
+            "(after exporting the model on a full install: bokehkit models export-onnx "
+            "magicbokeh)"
+        )
+    return name
+
+
+def model_status(
+    name: str = bundle.MODEL_ID, store: str | Path | None = None, runtime: str = "auto"
+) -> tuple[bool, str]:
+    """(available, reason): whether `bokehkit render --engine magicbokeh` can run; over
+    ONNX (`auto` without torch) that needs the bundle's ONNX export."""
+    try:
+        chosen = choose_runtime(runtime)
+    except BokehkitError as exc:
+        return False, str(exc)
+    folder = bundle_folder(name, store)
+    if chosen == "torch":
+        return bundle.status(folder)
+    from ..magicbokeh.onnx_stages import export_status
+
+    ok, reason = export_status(folder)
+    if not ok and runtime == "auto":
+        reason = f"torch is not installed in this engine, so MagicBokeh runs over ONNX: {reason}"
+    return ok, reason
 
 
 def defocus_from_coc(signed_coc_px: np.ndarray) -> np.ndarray:
@@ -77,6 +123,8 @@ def _cpu_has_native_bf16() -> bool:
 
 def choose_device(name: str = "auto") -> torch.device:
     """`auto`: CUDA, else Apple MPS, else the CPU; a named device must be available."""
+    import torch
+
     if name not in DEVICES:
         raise BokehkitError(f"--device {name!r}: choose one of {', '.join(DEVICES)}")
     if name == "auto":
@@ -94,6 +142,8 @@ def choose_device(name: str = "auto") -> torch.device:
 
 def choose_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
     """`auto`: fp16 on CUDA and MPS; on the CPU bf16 where it is native, else fp32."""
+    import torch
+
     if precision not in PRECISIONS:
         raise BokehkitError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     kind = device.type
@@ -108,6 +158,20 @@ def choose_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def check_onnx_options(device: str = "auto", precision: str = "auto") -> None:
+    """The ONNX runtime runs fp32 on the CPU: refuse asking for anything else."""
+    if device not in ("auto", "cpu"):
+        raise BokehkitError(
+            f"--device {device}: the ONNX runtime runs on the CPU; use --device cpu (or auto), "
+            "or --runtime torch"
+        )
+    if precision not in ("auto", "fp32"):
+        raise BokehkitError(
+            f"--precision {precision}: the ONNX export is fp32; use --precision fp32 (or "
+            "auto), or --runtime torch"
+        )
+
+
 class MagicBokehRenderer:
     """The default (fast) mode behind the render pipeline."""
 
@@ -120,24 +184,38 @@ class MagicBokehRenderer:
         store: str | Path | None = None,
         device: str = "auto",
         precision: str = "auto",
+        runtime: str = "auto",
         **_,
     ):
         self.folder = bundle_folder(model, store)
-        ok, reason = model_status(model, store)
+        self.runtime = choose_runtime(runtime)
+        ok, reason = model_status(model, store, runtime)
         if not ok:
             raise BokehkitError(f"engine magicbokeh: {reason}")
-        self.device = choose_device(device)
-        self.dtype = choose_dtype(self.device, precision)
+        if self.runtime == "onnx":
+            check_onnx_options(device, precision)
+            self.device = self.dtype = None
+        else:
+            self.device = choose_device(device)
+            self.dtype = choose_dtype(self.device, precision)
 
     def describe(self) -> str:
+        if self.runtime == "onnx":
+            return "MagicBokeh on cpu (ONNX Runtime), float32"
         return f"MagicBokeh on {self.device.type}, {str(self.dtype).removeprefix('torch.')}"
 
     def render(self, job: RenderJob, progress: Progress) -> np.ndarray:
         from ..magicbokeh.fast import render_defocus
-        from ..magicbokeh.network import load_network
 
         progress.update(0.0, "loading MagicBokeh")
-        net = load_network(self.folder, self.dtype, self.device)
+        if self.runtime == "onnx":
+            from ..magicbokeh.onnx_stages import OnnxStages
+
+            net = OnnxStages(self.folder)
+        else:
+            from ..magicbokeh.network import load_network
+
+            net = load_network(self.folder, self.dtype, self.device)
         # The network sees display-referred sRGB in [0, 1], as it was trained.
         srgb = linear_to_srgb(np.clip(job.linear_rgb, 0.0, 1.0))
         defocus = defocus_from_coc(job.signed_coc_px)
@@ -187,6 +265,8 @@ def render_reference_file(
     writes it, or an image scaled by its full code); focus mask: white = in focus; K
     (`strength`) defaults to 32. Writes `output_path` (8 bits) and, with `save_float`, the
     result as float32 H×W×3 in [0, 1]. Returns that float result."""
+    import torch
+
     from ..magicbokeh.network import load_network
     from ..magicbokeh.reference import render_reference
     from ..maps import max_code, read_map
