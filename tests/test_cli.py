@@ -104,6 +104,16 @@ def test_focus_mask_and_point(scene):
         (["aif.png", "--focus-distance", "2"], "metric depth"),
         (["aif.png", "-o", "nowhere/out.png"], "does not exist"),
         (["aif.png", "-o", "out.xyz"], "unknown image extension"),
+        (["aif.png", "--sr", "2", "--sr-detail", "0.5"], "classical upscaler has no option"),
+        (
+            ["aif.png", "--sr", "2", "--upscaler", "realesrgan", "--sr-detail", "1.5"],
+            "detail must be a number from 0",
+        ),
+        (["aif.png", "--engine", "magicbokeh"], "bokehkit models import magicbokeh --sd21"),
+        (
+            ["aif.png", "--engine", "magicbokeh", "--reference", "--runtime", "onnx"],
+            "drop --runtime onnx",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_error_and_no_output(scene, args, message):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bokehkit.errors import BokehkitError
 from bokehkit.imageio import load_image
 from bokehkit.pipeline import RenderSettings, render_image
 from bokehkit.sr import realesrgan
@@ -43,6 +44,30 @@ def test_registered_without_importing_torch():
         check=True,
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_detail_is_an_option_of_the_registry(monkeypatch):
+    monkeypatch.setattr(realesrgan, "network", nearest_net)
+    linear = np.random.default_rng(0).random((12, 16, 3), dtype=np.float32)
+    for detail in (0.0, 0.3, 1.0):
+        upscale = get_upscaler("realesrgan", detail=detail)
+        want = realesrgan.upscale_realesrgan(linear, 4, detail=detail)
+        assert np.array_equal(upscale(linear, 4, None, None), want)
+    assert not np.array_equal(
+        get_upscaler("realesrgan", detail=0.0)(linear, 2, None, None),
+        get_upscaler("realesrgan", detail=1.0)(linear, 2, None, None),
+    )
+
+
+def test_wrong_options_are_refused_before_any_work():
+    with pytest.raises(BokehkitError, match=r"detail must be a number from 0 .* to 1 .*, not 1.5"):
+        get_upscaler("realesrgan", detail=1.5)
+    with pytest.raises(BokehkitError, match=r"detail must be .*, not -0.5"):
+        get_upscaler("realesrgan", detail=-0.5)
+    with pytest.raises(BokehkitError, match="the realesrgan upscaler has no option 'strength'"):
+        get_upscaler("realesrgan", strength=0.5)
+    with pytest.raises(BokehkitError, match="the classical upscaler has no option 'detail'"):
+        get_upscaler("classical", detail=0.5)
 
 
 @pytest.mark.parametrize("factor", [2, 4])

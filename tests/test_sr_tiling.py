@@ -1,4 +1,5 @@
-"""Tiled super-resolution: seamless windows, progress and cancelling, the linear-light wrap."""
+"""Tiled super-resolution: seamless windows, progress and cancelling, the linear-light wrap,
+the detail mix with Lanczos."""
 
 import itertools
 import threading
@@ -6,9 +7,12 @@ import threading
 import numpy as np
 import pytest
 
+from bokehkit.colour import linear_to_srgb, srgb_to_linear
+from bokehkit.errors import BokehkitError
 from bokehkit.progress import Cancelled, Progress
 from bokehkit.sr import realesrgan
 from bokehkit.sr.tiling import axis_weights, run_tiled, window_starts
+from bokehkit.upscale import resize_plane
 
 
 @pytest.mark.parametrize("length", [1, 7, 64, 65, 100, 129, 300, 1000, 1234])
@@ -90,7 +94,7 @@ def test_upscaler_works_in_srgb_and_keeps_light_outside_0_1():
     rng = np.random.default_rng(1)
     linear = rng.random((30, 44, 3), dtype=np.float32) * 0.9
     linear[10, 20] = 25.0  # a light far brighter than white
-    x4 = realesrgan.upscale_realesrgan(linear, 4, net=fake_net, tile=24, pad=2, blend=4)
+    x4 = realesrgan.upscale_realesrgan(linear, 4, net=fake_net, tile=24, pad=2, blend=4, detail=1)
     assert x4.shape == (120, 176, 3) and x4.dtype == np.float32
     # The network saw sRGB: nearest ×4 of the encoded image decodes to nearest ×4 of linear.
     body = x4[:, :, :].copy()
@@ -100,7 +104,7 @@ def test_upscaler_works_in_srgb_and_keeps_light_outside_0_1():
     assert np.abs(body - ref).max() < 1e-5
     # The light keeps its energy (the part above 1 goes through the classical upscaler).
     assert abs(x4.sum() / 16 - linear.sum()) / linear.sum() < 1e-3
-    x2 = realesrgan.upscale_realesrgan(linear, 2, net=fake_net, tile=24, pad=2, blend=4)
+    x2 = realesrgan.upscale_realesrgan(linear, 2, net=fake_net, tile=24, pad=2, blend=4, detail=1)
     assert x2.shape == (60, 88, 3)
     flat = np.full((20, 20, 3), 0.3, np.float32)
     assert np.allclose(realesrgan.upscale_realesrgan(flat, 2, net=fake_net), 0.3, atol=1e-5)
@@ -125,7 +129,9 @@ def test_blurred_windows_skip_the_network():
         calls.append(x.shape)
         return fake_net(x)
 
-    out = realesrgan.upscale_realesrgan(img, 4, sharp, net=counting, tile=64, pad=4, blend=8)
+    out = realesrgan.upscale_realesrgan(
+        img, 4, sharp, net=counting, tile=64, pad=4, blend=8, detail=1
+    )
     assert out.shape == (256, 600, 3)
     assert 0 < len(calls) < 4  # only windows holding the sharp patch
     assert np.abs(out[80:160, 40:120] - nearest4(img)[80:160, 40:120]).max() < 1e-5
@@ -136,3 +142,89 @@ def test_srgb_helper_is_the_identity_for_a_nearest_network():
     img = np.random.default_rng(5).random((30, 30, 3), dtype=np.float32)
     out = realesrgan.sr_srgb(img, fake_net, tile=16, pad=2, blend=4)
     assert np.abs(out - nearest4(img)).max() < 1e-6
+
+
+# ---------------------------------------------------------------------------- detail
+def no_net(x):
+    raise AssertionError("detail 0 must not run the network")
+
+
+def lanczos_upscale(linear, factor):
+    """Lanczos-3 as the classical upscaler filters (`resize_plane`), of the sRGB encoding
+    clipped to [0, 1], decoded back to linear light."""
+    srgb = linear_to_srgb(np.clip(linear, 0.0, 1.0))
+    h, w = srgb.shape[:2]
+    up = np.stack([resize_plane(srgb[..., c], w * factor, h * factor) for c in range(3)], 2)
+    return srgb_to_linear(np.clip(up, 0.0, 1.0))
+
+
+def model_alone(linear, factor):
+    """What the nearest-×4 stand-in network gives alone, in linear light."""
+    x4 = nearest4(np.clip(linear, 0.0, 1.0))
+    return x4 if factor == 4 else realesrgan.downscale_half(x4)
+
+
+@pytest.fixture
+def photo():
+    return np.random.default_rng(6).random((20, 28, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_detail_0_is_the_lanczos_upscale_without_the_network(photo, factor):
+    out = realesrgan.upscale_realesrgan(photo, factor, detail=0, net=no_net)
+    assert out.shape == (20 * factor, 28 * factor, 3)
+    assert np.array_equal(out, lanczos_upscale(photo, factor))
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_detail_1_is_the_network_alone(photo, factor):
+    out = realesrgan.upscale_realesrgan(photo, factor, detail=1, net=fake_net)
+    np.testing.assert_allclose(out, model_alone(photo, factor), atol=2e-6)
+    assert np.abs(out - lanczos_upscale(photo, factor)).max() > 0.1  # the two really differ
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_detail_half_is_the_mean_of_the_two_in_srgb(photo, factor):
+    lanczos = linear_to_srgb(lanczos_upscale(photo, factor))
+    model = linear_to_srgb(model_alone(photo, factor))
+    for detail in (0.5, 0.25):
+        out = realesrgan.upscale_realesrgan(photo, factor, detail=detail, net=fake_net)
+        want = lanczos + detail * (model - lanczos)
+        np.testing.assert_allclose(linear_to_srgb(out), want, atol=2e-6)
+    # In sRGB, not in linear light (whose mean is lighter wherever the two differ).
+    half = realesrgan.upscale_realesrgan(photo, factor, detail=0.5, net=fake_net)
+    linear_mean = (lanczos_upscale(photo, factor) + model_alone(photo, factor)) / 2
+    assert (linear_mean - half).mean() > 1e-3
+
+
+def test_detail_keeps_light_outside_0_1():
+    """The light above white goes round the mix (bilinear) and keeps its energy."""
+    white = np.full((16, 16, 3), 0.2, np.float32)
+    white[8, 8] = 1.0
+    brighter = white.copy()
+    brighter[8, 8] = 25.0
+    for detail in (0, 0.5):
+        up = [
+            realesrgan.upscale_realesrgan(x, 4, detail=detail, net=fake_net).sum() / 16
+            for x in (white, brighter)
+        ]
+        assert abs(up[1] - up[0] - 3 * 24.0) < 1e-3 * 3 * 24.0
+
+
+def test_no_detail_means_the_default(photo, monkeypatch):
+    monkeypatch.setattr(realesrgan, "DETAIL", 0.75)
+    out = realesrgan.upscale_realesrgan(photo, 4, net=fake_net)
+    assert np.array_equal(out, realesrgan.upscale_realesrgan(photo, 4, detail=0.75, net=fake_net))
+
+
+def test_the_default_is_the_one_the_benchmark_chose():
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks-sr.md"
+    assert f"**Chosen: detail {realesrgan.DETAIL:g}**" in doc.read_text("utf-8")
+
+
+@pytest.mark.parametrize("detail", [-0.1, 1.5, float("nan"), "0.5", True, [0.5]])
+def test_detail_out_of_range_is_refused(photo, detail):
+    with pytest.raises(BokehkitError, match=r"detail must be a number from 0 .* to 1 .*, not"):
+        realesrgan.upscale_realesrgan(photo, 4, detail=detail, net=no_net)

@@ -193,6 +193,14 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         help="how --sr enlarges: classical (default) or realesrgan (Real-ESRGAN x4plus; "
         "bokehkit models install realesrgan-x4plus)",
     )
+    g.add_argument(
+        "--sr-detail",
+        metavar="AMOUNT",
+        type=float,
+        default=None,
+        help="with --upscaler realesrgan: how much of the network's own detail is kept over a "
+        "Lanczos upscale, 0 (Lanczos) to 1 (Real-ESRGAN alone); default 0.25",
+    )
     g.add_argument("--engine", choices=ENGINES, default="classical")
     g = p.add_argument_group(
         "magicbokeh engine (blur from the lens as for classical, or --strength K: the "
@@ -252,6 +260,7 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
         grain=args.grain,
         sr_factor=args.sr,
         upscaler=args.upscaler,
+        upscaler_options={} if args.sr_detail is None else {"detail": args.sr_detail},
         engine_options=(
             {
                 "model": args.model,

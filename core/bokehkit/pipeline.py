@@ -63,6 +63,7 @@ class RenderSettings:
     grain: float = 1.0
     sr_factor: int = 1
     upscaler: str = "classical"
+    upscaler_options: dict = field(default_factory=dict)  # realesrgan: {"detail": 0..1}
     engine_options: dict = field(default_factory=dict)
     # Without a depth map: use the depth a phone embedded in the photo (GDepth, Dynamic
     # Depth), else an installed depth model's estimate; False skips that source.
@@ -187,7 +188,7 @@ def render_image(
     if factor > 1:
         progress.update(0.08, f"enlarging ×{factor}")
         sharpness = np.clip(1.0 - np.abs(coc), 0.0, 1.0)
-        upscale = get_upscaler(settings.upscaler)
+        upscale = get_upscaler(settings.upscaler, **settings.upscaler_options)
         linear = upscale(linear, factor, sharpness, progress.span(0.08, sr_end))
         coc = bilinear_up(coc, factor, height * factor, width * factor) * factor
     report.max_coc_px = float(np.abs(coc).max(initial=0.0))

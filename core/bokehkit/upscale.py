@@ -53,30 +53,62 @@ Upscaler = Callable[[np.ndarray, int, "np.ndarray | None"], np.ndarray]
 
 
 def upscale_realesrgan(
-    linear_rgb: np.ndarray, factor: int, sharpness: np.ndarray | None = None, progress=None
+    linear_rgb: np.ndarray,
+    factor: int,
+    sharpness: np.ndarray | None = None,
+    progress=None,
+    *,
+    detail: float | None = None,
 ) -> np.ndarray:
     """Real-ESRGAN x4plus (`bokehkit.sr`; needs `bokehkit models install realesrgan-x4plus`
     and torch or its ONNX export). Imported on first use: torch stays unloaded till then.
-    `progress` (a progress.Progress) is told after each tile and may cancel between them."""
+    `progress` (a progress.Progress) is told after each tile and may cancel between them.
+    `detail` in [0, 1]: 1 the network's picture, 0 a Lanczos upscale, between a mix of the
+    two (None: `sr.realesrgan.DETAIL`)."""
     from .sr.realesrgan import upscale_realesrgan as run
 
-    return run(linear_rgb, factor, sharpness, progress)
+    return run(linear_rgb, factor, sharpness, progress, detail=detail)
+
+
+def _check_realesrgan(detail: float | None = None) -> None:
+    from .sr.realesrgan import check_detail
+
+    check_detail(detail)
 
 
 #: Where learned super-resolution plugs in: a name → a function (linear H×W×3 float32,
 #: factor, sharpness map at the source size or None, progress or None) → the enlarged image.
+#: Its keyword-only arguments are the upscaler's options (`get_upscaler`).
 UPSCALERS: dict[str, Upscaler] = {"classical": upscale_linear, "realesrgan": upscale_realesrgan}
+#: Checks of an upscaler's option values, run when the options are bound (before any work).
+OPTION_CHECKS: dict[str, Callable[..., None]] = {"realesrgan": _check_realesrgan}
 
 
-def get_upscaler(name: str) -> Upscaler:
+def get_upscaler(name: str, **options) -> Upscaler:
+    """The upscaler `name`, with `options` bound (realesrgan: detail, 0 to 1); a wrong name,
+    option or value raises BokehkitError here, before any work."""
+    import functools
+    import inspect
+
     from .errors import BokehkitError
 
     try:
-        return UPSCALERS[name]
+        upscale = UPSCALERS[name]
     except KeyError:
         raise BokehkitError(
             f"unknown upscaler {name!r}: choose one of {', '.join(sorted(UPSCALERS))}"
         ) from None
+    if not options:
+        return upscale
+    params = inspect.signature(upscale).parameters.values()
+    known = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        takes = f"its options are {', '.join(known)}" if known else "it takes none"
+        raise BokehkitError(f"the {name} upscaler has no option {unknown[0]!r}: {takes}")
+    if name in OPTION_CHECKS:
+        OPTION_CHECKS[name](**options)
+    return functools.partial(upscale, **options)
 
 
 def check_factor(factor: int, width: int, height: int) -> None:
