@@ -94,3 +94,49 @@ def test_frozen_engine_installs_the_plugins(engine, tmp_path):
     assert not list(gimp.rglob("__pycache__"))
     cfg = json.loads((home / ".config/bokehkit/engine.json").read_text())
     assert cfg == {"command": [str(engine)]}  # the frozen binary starts itself
+
+
+def test_frozen_engine_renders_magicbokeh_over_onnx(engine, tmp_path):
+    """The light engine (no torch) renders MagicBokeh from a bundle exported to ONNX on a
+    full install, and its result matches the torch runtime's."""
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    sys.path.insert(0, str(REPO / "tests"))
+    from magicbokeh_fixtures import make_bundle
+
+    from bokehkit.cli import main
+    from bokehkit.pipeline import RenderSettings, render_file
+
+    folder = make_bundle(tmp_path / "mb", name="tiny")
+    store = folder.parent
+    assert main(["models", "--store", str(store), "export-onnx", "magicbokeh", "--name",
+                 "tiny", "-q"]) == 0  # fmt: skip
+    rng = np.random.default_rng(5)
+    Image.fromarray((rng.random((96, 128, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    depth = np.full((96, 128), 0.1, np.float32)
+    depth[20:76, 10:60] = 0.9
+    np.save(tmp_path / "d.npy", depth)
+    mask = np.zeros((96, 128), np.uint8)
+    mask[20:76, 10:60] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    common = ["--depth", str(tmp_path / "d.npy"), "--focus-mask", str(tmp_path / "m.png"),
+              "--strength", "24"]  # fmt: skip
+    p = subprocess.run(
+        [str(engine), "render", str(tmp_path / "in.png"), "--engine", "magicbokeh", "--model",
+         "tiny", "--runtime", "auto", *common, "-o", str(tmp_path / "frozen.png")],
+        env=clean_env(BOKEHKIT_MODELS=str(store)), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "MagicBokeh on cpu" in p.stdout and "onnx" in p.stdout.lower(), p.stdout
+    settings = RenderSettings(
+        engine="magicbokeh", depth_path=str(tmp_path / "d.npy"),
+        focus_mask_path=str(tmp_path / "m.png"), strength=24.0,
+        engine_options={"model": "tiny", "store": str(store), "runtime": "torch",
+                        "device": "cpu", "precision": "fp32"},
+    )  # fmt: skip
+    render_file(tmp_path / "in.png", tmp_path / "torch.png", settings)
+    a = np.asarray(Image.open(tmp_path / "frozen.png"), np.int16)
+    b = np.asarray(Image.open(tmp_path / "torch.png"), np.int16)
+    src = np.asarray(Image.open(tmp_path / "in.png"), np.int16)
+    assert np.abs(a - src).mean() > 1  # the network did something
+    assert np.abs(a - b).max() <= 2 and (a != b).mean() < 0.01
