@@ -179,3 +179,22 @@ def test_engine_server_renders_with_magicbokeh(tmp_path, monkeypatch):
     assert encoded.shape == (128, 160, 3) and encoded.dtype == np.uint8 and alpha is None
     assert any("MagicBokeh decode tile" in t for t in events)
     assert any(line.startswith("engine: MagicBokeh on") for line in report.lines())
+
+
+def test_models_list_shows_bundles(bundle_folder, tmp_path, capsys):
+    import shutil
+
+    store = tmp_path / "store"
+    assert main(["models", "--store", str(store), "list"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("magicbokeh\tnot installed (import: bokehkit models import magicbokeh")
+    shutil.copytree(bundle_folder, store / "mine")
+    shutil.copytree(bundle_folder, store / "broken")
+    with open(store / "broken" / "vae.safetensors", "r+b") as f:
+        f.truncate(100)
+    assert main(["models", "--store", str(store), "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(x.startswith("mine\tinstalled (") and "imported" in x for x in lines)
+    broken = [x for x in lines if x.startswith("broken\t")]
+    assert broken and "damaged" in broken[0] and "vae.safetensors" in broken[0]
+    assert not any(x.startswith("magicbokeh\t") for x in lines)

@@ -123,3 +123,10 @@ def status(folder: Path) -> tuple[bool, str]:
             f"run again: {import_command(folder.name)}"
         )
     return True, ""
+
+
+def bundles_in(store_root: Path) -> list[Path]:
+    """The folders of a model store that hold a MagicBokeh bundle manifest."""
+    if not store_root.is_dir():
+        return []
+    return sorted(p for p in store_root.iterdir() if (p / MANIFEST).is_file())

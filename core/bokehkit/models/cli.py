@@ -42,9 +42,26 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{spec.id}\t{state}\t{spec.purpose}")
         if args.verbose:
             print(f"\t{spec.name}; licence: {spec.licence}")
+    _list_magicbokeh(store)
     if args.verbose:
         print(f"store: {store.root}")
     return 0
+
+
+def _list_magicbokeh(store: ModelStore) -> None:
+    """MagicBokeh bundles are imported (converted from files the user has), not downloaded:
+    one line per bundle in the store, or one saying how to import one."""
+    from ..magicbokeh import bundle
+
+    purpose = "the magicbokeh engine (one-step diffusion bokeh + SR)"
+    folders = bundle.bundles_in(store.root)
+    if not folders:
+        print(f"{bundle.MODEL_ID}\tnot installed (import: {bundle.import_command()})\t{purpose}")
+    for folder in folders:
+        ok, reason = bundle.status(folder)
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        state = f"installed ({_mb(size)}, imported)" if ok else f"damaged: {reason}"
+        print(f"{folder.name}\t{state}\t{purpose}")
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
