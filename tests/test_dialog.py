@@ -27,6 +27,10 @@ from bokehkit_plugin.ui.qt import API, Qt, QtCore, QtWidgets  # noqa: E402
 NO_MAGIC = {
     "classical": {"available": True},
     "magicbokeh": {"available": False, "reason": "needs torch, which is not installed"},
+    "realesrgan": {
+        "available": False,
+        "reason": "its model is not installed; run: bokehkit models install realesrgan-x4plus",
+    },
 }
 SAMPLE = REPO / "core" / "bokehkit" / "data" / "sample"
 
@@ -50,7 +54,8 @@ def check_panel(expected_api, engines):
     # params round-trip
     chosen = {"aperture": 1.4, "focal_length": 85.0, "sr_factor": 2, "focus_source": "point",
               "focus_x": 0.25, "focus_y": 0.75, "blades": 6, "blade_rotation": 15.0,
-              "highlights": 3.0, "grain": 0.5, "engine": "classical"}
+              "highlights": 3.0, "grain": 0.5, "engine": "classical",
+              "upscaler": "classical", "sr_detail": 0.4}
     panel.set_params(chosen)
     assert panel.params() == schema.validate(chosen), panel.params()
     assert "blur ≈" in panel.blur_label.text()
@@ -60,6 +65,16 @@ def check_panel(expected_api, engines):
     assert "torch" in item.toolTip() and "torch" in panel.engine_note.text()
     panel.set_params(dict(chosen, engine="magicbokeh"))
     assert panel.params()["engine"] == "classical"
+    # so is Real-ESRGAN, the same way, when the engine says its model is missing
+    item = panel.upscaler_combo.model().item(1)
+    assert not item.isEnabled() and "models install realesrgan-x4plus" in item.toolTip()
+    assert "Real-ESRGAN (AI): its model is not installed" in panel.upscaler_note.text()
+    assert not panel.upscaler_note.isHidden() and "ESRGAN" not in panel.engine_note.text()
+    panel.set_params(dict(chosen, upscaler="realesrgan"))
+    assert panel.params()["upscaler"] == "classical"
+    assert not panel.detail_spin.isEnabled()
+    panel.set_params(dict(chosen, sr_factor=1))  # the upscaler does not matter at ×1
+    assert panel.upscaler_note.isHidden() and panel.upscaler_note.text()
     # a click on the preview focuses there
     panel.set_params({"focus_source": "auto"})
     rect = panel.preview.image_rect()
@@ -77,9 +92,65 @@ def check_panel(expected_api, engines):
     panel.shutdown()
     return panel
 
+# Upscaler and AI detail: enabled only where they change the result; changing only them
+# renders no new preview (previews have no super-resolution).
+def check_upscaler_controls(expected_api):
+    assert API == expected_api, API
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["test"])
+    engines = {"classical": {"available": True}, "magicbokeh": {"available": True},
+               "realesrgan": {"available": True}}
+    panel = BokehPanel(engines=engines, has_mask=False,
+                       preview_fn=lambda params, cancel, progress: PreviewImage(1, 1, bytes(4)))
+    assert panel.params()["upscaler"] == "classical" and panel.params()["sr_detail"] == 0.25
+    assert panel.upscaler_combo.model().item(1).isEnabled() and panel.upscaler_note.isHidden()
+    assert panel.upscaler_combo.itemText(1) == "Real-ESRGAN (AI)"
+    assert panel.detail_spin.toolTip() == schema.BY_NAME["sr_detail"].help
+    def state(sr_factor, upscaler):
+        panel.set_params({"sr_factor": sr_factor, "upscaler": upscaler})
+        return panel.upscaler_combo.isEnabled(), panel.detail_spin.isEnabled()
+    assert state(1, "classical") == (False, False)  # ×1: nothing is upscaled
+    assert state(1, "realesrgan") == (False, False)
+    assert state(2, "classical") == (True, False)  # Lanczos has no detail to mix
+    assert state(2, "realesrgan") == (True, True)
+    assert state(4, "realesrgan") == (True, True)
+    # the user's own clicks, not set_params, move the controls
+    panel.sr_combo.setCurrentIndex(0)
+    assert not panel.detail_spin.isEnabled() and not panel.upscaler_combo.isEnabled()
+    panel.sr_combo.setCurrentIndex(1)
+    assert panel.detail_spin.isEnabled()
+    panel.upscaler_combo.setCurrentIndex(0)
+    assert not panel.detail_spin.isEnabled() and panel.upscaler_combo.isEnabled()
+    panel.upscaler_combo.setCurrentIndex(1)
+    panel.detail_spin.setValue(0.8)
+    got = panel.params()
+    assert (got["sr_factor"], got["upscaler"], got["sr_detail"]) == (2, "realesrgan", 0.8), got
+    # previews: SR-only changes start none; a look change or a host's refresh does
+    panel._debounce.stop()
+    panel.detail_spin.setValue(0.5)
+    panel.sr_combo.setCurrentIndex(2)
+    panel.upscaler_combo.setCurrentIndex(0)
+    assert not panel._debounce.isActive()
+    panel.set_params(panel.params())  # the same params again: a host wants a fresh preview
+    assert panel._debounce.isActive()
+    panel._debounce.stop()
+    panel.grain_spin.setValue(0.3)
+    assert panel._debounce.isActive()
+    # an engine that turns out to lack the model: the choice falls back, detail greys out
+    panel.upscaler_combo.setCurrentIndex(1)
+    panel.set_engines(dict(engines, realesrgan={"available": False, "reason": "no model"}))
+    assert panel.params()["upscaler"] == "classical" and not panel.detail_spin.isEnabled()
+    assert panel.upscaler_note.text() == "Real-ESRGAN (AI): no model"
+    panel.set_engines({"classical": {"available": True}})  # an engine that does not say
+    assert not panel.upscaler_combo.model().item(1).isEnabled()
+    assert panel.upscaler_combo.model().item(0).isEnabled()  # classical needs nothing
+    panel.shutdown()
+
 if __name__ == "__main__":
+    no_model = "its model is not installed; run: bokehkit models install realesrgan-x4plus"
     check_panel(sys.argv[1], {"classical": {"available": True},
-        "magicbokeh": {"available": False, "reason": "needs torch, which is not installed"}})
+        "magicbokeh": {"available": False, "reason": "needs torch, which is not installed"},
+        "realesrgan": {"available": False, "reason": no_model}})
+    check_upscaler_controls(sys.argv[1])
     print("ok")
 """
 
@@ -98,6 +169,10 @@ def checks():
 
 def test_panel_under_pyqt6(qapp, checks):
     checks["check_panel"]("PyQt6", NO_MAGIC)
+
+
+def test_upscaler_controls_under_pyqt6(qapp, checks):
+    checks["check_upscaler_controls"]("PyQt6")
 
 
 def test_panel_under_pyqt5(tmp_path):

@@ -223,9 +223,25 @@ def test_gimp_arguments_map_to_schema_params(gimp_plugin):
     params = g.params_from_values(schema, values)
     assert params["sr_factor"] == 2 and params["aperture"] == 1.4
     assert params["focus_source"] == "point" and set(params) == set(schema.BY_NAME)
+    values.update({"upscaler": "realesrgan", "sr-detail": 0.6})
+    params = g.params_from_values(schema, values)
+    assert params["upscaler"] == "realesrgan" and params["sr_detail"] == 0.6
     values["aperture"] = 100.0
     with pytest.raises(schema.ParamError):
         g.params_from_values(schema, values)
+
+
+def test_gimp_registers_upscaler_and_detail_arguments(gimp_plugin):
+    proc = mock.Mock()
+    gimp_plugin._add_schema_arguments(proc, schema)
+    doubles = {c.args[0]: c.args for c in proc.add_double_argument.call_args_list}
+    assert doubles["sr-detail"][1] == "_AI detail" and doubles["sr-detail"][3:] == (
+        0.0, 1.0, 0.25, mock.ANY)  # fmt: skip
+    choices = {c.args[0]: c.args for c in proc.add_choice_argument.call_args_list}
+    assert choices["upscaler"][4] == "classical"
+    # arguments are added in schema order; the new ones come last (positional callers)
+    names = [c.args[0] for c in proc.method_calls]
+    assert names[-2:] == ["upscaler", "sr-detail"]
 
 
 def test_gimp_pixel_formats(gimp_plugin):

@@ -13,11 +13,14 @@ from bokehkit.renderers.magicbokeh import model_status  # noqa: E402
 
 
 def test_missing_bundle_names_files_and_command(tmp_path):
-    ok, reason = model_status(store=tmp_path)
-    assert not ok
-    for name in ("magicbokeh.json", *bundle.FILES):
-        assert name in reason
+    ok, reason = model_status(store=tmp_path, runtime="torch")
+    assert not ok and f"no MagicBokeh model at {tmp_path / 'magicbokeh'}" in reason
     assert "bokehkit models import magicbokeh --sd21" in reason and "--checkpoint" in reason
+    (tmp_path / "magicbokeh").mkdir()
+    (tmp_path / "magicbokeh" / "vae_config.json").write_text("{}")
+    ok, reason = model_status(store=tmp_path, runtime="torch")  # some there: name the rest
+    for name in ("magicbokeh.json", *bundle.FILES):
+        assert (name in reason) == (name != "vae_config.json")
     with pytest.raises(BokehkitError, match="models import magicbokeh"):
         get_renderer("magicbokeh", store=tmp_path)
 

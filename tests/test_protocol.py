@@ -233,9 +233,93 @@ def test_schema_fills_defaults_and_rejects_bad_values():
         ({"focus_source": "face"}, "not one of mask, point, auto"),
         ({"grain": "lots"}, "expected a number"),
         ({"apperture": 2}, "unknown parameter"),
+        ({"upscaler": "esrgan"}, "Upscaler: 'esrgan' is not one of classical, realesrgan"),
+        ({"sr_detail": 1.5}, "AI detail: 1.5 is outside 0–1"),
+        ({"sr_detail": -0.1}, "AI detail: -0.1 is outside 0–1"),
+        ({"sr_detail": float("nan")}, "AI detail: not a number"),
     ):
         with pytest.raises(schema.ParamError, match=words):
             schema.validate(bad)
+
+
+def test_schema_upscaler_and_detail_follow_the_engine():
+    from bokehkit import server
+    from bokehkit.sr import realesrgan
+
+    values = schema.validate({})
+    assert values["upscaler"] == "classical" and values["sr_detail"] == 0.25
+    upscaler, detail = schema.BY_NAME["upscaler"], schema.BY_NAME["sr_detail"]
+    assert upscaler.choices == server.UPSCALERS  # what the engine accepts
+    assert upscaler.choice_labels == ("Classical", "Real-ESRGAN (AI)")
+    assert detail.default == realesrgan.DETAIL  # the CLI's --sr-detail default
+    assert (detail.minimum, detail.maximum) == (0.0, 1.0)
+    assert schema.validate({"upscaler": "realesrgan", "sr_detail": 1})["sr_detail"] == 1.0
+
+
+def _inputs():
+    """Just what settings_from_params reads of a request (auto focus: no mask needed)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(depth_path=None, mask=None, image=SimpleNamespace(size=(8, 6)))
+
+
+def test_engine_maps_upscaler_and_detail_to_render_settings():
+    from bokehkit.errors import BokehkitError
+    from bokehkit.server import settings_from_params
+
+    auto = {"focus_source": "auto", "sr_factor": 2}
+    plain = settings_from_params(auto, _inputs())
+    assert plain.upscaler == "classical" and plain.upscaler_options == {}
+    classical = settings_from_params({**auto, "upscaler": "classical", "sr_detail": 0.9}, _inputs())
+    assert classical.upscaler == "classical" and classical.upscaler_options == {}
+    learned = settings_from_params({**auto, "upscaler": "realesrgan", "sr_detail": 0.6}, _inputs())
+    assert learned.upscaler == "realesrgan" and learned.upscaler_options == {"detail": 0.6}
+    default = settings_from_params({**auto, "upscaler": "realesrgan"}, _inputs())
+    assert default.upscaler_options == {"detail": schema.BY_NAME["sr_detail"].default}
+    for bad, words in (
+        ({"upscaler": "realesrgan", "sr_detail": 1.5}, r"sr_detail \(AI detail\).*not 1.5"),
+        ({"upscaler": "realesrgan", "sr_detail": float("nan")}, r"sr_detail \(AI detail\)"),
+        ({"upscaler": "classical", "sr_detail": -1}, r"sr_detail \(AI detail\).*not -1"),
+        ({"upscaler": "realesrgan", "sr_detail": "crisp"}, "sr_detail must be a number"),
+        ({"upscaler": "esrgan"}, "upscaler must be classical or realesrgan, not 'esrgan'"),
+    ):
+        with pytest.raises(BokehkitError, match=words):
+            settings_from_params({**auto, **bad}, _inputs())
+
+
+def test_engine_reports_whether_realesrgan_can_run(tmp_path, monkeypatch):
+    import importlib.util
+
+    from bokehkit import server
+    from bokehkit.models import ModelStore
+    from bokehkit.sr import realesrgan
+
+    missing = server.engines_status()["realesrgan"]  # the tests' empty model store
+    assert missing == {
+        "available": False,
+        "reason": "its model is not installed; run: bokehkit models install realesrgan-x4plus",
+    }
+    monkeypatch.setattr(ModelStore, "is_installed", lambda self, model_id: True)
+    real_find_spec = importlib.util.find_spec
+    have = {"torch": True, "onnxruntime": True}
+
+    def find_spec(name, *args):
+        if name in have:
+            return real_find_spec("json") if have[name] else None
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert server.realesrgan_status(tmp_path) == {"available": True}  # torch converts
+    have["torch"] = False  # the light engine: onnxruntime only
+    status = server.realesrgan_status(tmp_path)
+    assert not status["available"] and "needs torch once" in status["reason"]
+    folder = tmp_path / realesrgan.MODEL_ID
+    folder.mkdir()
+    (folder / realesrgan.WEIGHTS).write_bytes(b"w")
+    (folder / realesrgan.ONNX).write_bytes(b"o")  # made after the weights
+    assert server.realesrgan_status(tmp_path) == {"available": True}
+    have["onnxruntime"] = False
+    assert not server.realesrgan_status(tmp_path)["available"]
 
 
 @pytest.mark.parametrize(
@@ -318,6 +402,8 @@ def test_real_engine_matches_the_command_line(photo):
         assert pong["engines"]["classical"] == {"available": True}
         assert pong["engines"]["magicbokeh"]["available"] is False
         assert pong["engines"]["magicbokeh"]["reason"]
+        realesrgan = pong["engines"]["realesrgan"]  # the tests' model store is empty
+        assert not realesrgan["available"] and "install realesrgan-x4plus" in realesrgan["reason"]
         result = client.render(
             image, params, mask=mask_buf, on_progress=lambda *a: progress.append(a)
         )

@@ -38,6 +38,7 @@ from .pipeline import (
     render_image,
 )
 from .progress import Cancelled, Progress
+from .sr import realesrgan
 
 log = logging.getLogger("bokehkit.server")
 
@@ -46,6 +47,7 @@ PARENT_POLL_S = 0.5
 # Progress lines are throttled: a 12 MP render has hundreds of tiles.
 PROGRESS_INTERVAL_S = 0.1
 FOCUS_SOURCES = ("mask", "point", "auto")
+UPSCALERS = ("classical", "realesrgan")
 
 
 # ------------------------------------------------------------------ request -> render
@@ -144,9 +146,20 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
         blade_rotation_deg=_num(params, "blade_rotation", 0.0),
         highlight_gain=_num(params, "highlights", 6.0),
         grain=_num(params, "grain", 1.0),
+        upscaler=str(params.get("upscaler", "classical")),
     )
     if settings.f_number <= 0:
         raise BokehkitError(f"aperture must be a positive f-number, not {settings.f_number:g}")
+    if settings.upscaler not in UPSCALERS:
+        raise BokehkitError(f"upscaler must be classical or realesrgan, not {settings.upscaler!r}")
+    sr_detail = _num(params, "sr_detail", realesrgan.DETAIL)
+    if not 0.0 <= sr_detail <= 1.0:  # NaN fails too
+        raise BokehkitError(
+            f"sr_detail (AI detail) must be from 0 (a Lanczos upscale) to 1 (the network "
+            f"alone), not {sr_detail:g}"
+        )
+    if settings.upscaler == "realesrgan":  # the classical upscaler takes no options
+        settings.upscaler_options = {"detail": sr_detail}
     if focus_source == "mask":
         if inputs.mask is None:
             raise BokehkitError(
@@ -174,9 +187,36 @@ def render_inputs(
     return encoded, alpha, report
 
 
+def realesrgan_status(store: str | Path | None = None) -> dict:
+    """Whether the "realesrgan" upscaler can run here, as `realesrgan.network` will run it:
+    its model installed, and torch, or onnxruntime with the ONNX file made from it."""
+    from importlib.util import find_spec
+
+    from .models import ModelStore, install_command
+
+    st = ModelStore(store)
+    if not st.is_installed(realesrgan.MODEL_ID):
+        reason = f"its model is not installed; run: {install_command(realesrgan.MODEL_ID)}"
+        return {"available": False, "reason": reason}
+    if find_spec("torch") is not None:
+        return {"available": True}
+    folder = st.model_dir(realesrgan.MODEL_ID)
+    weights, onnx_file = folder / realesrgan.WEIGHTS, folder / realesrgan.ONNX
+    fresh = (
+        weights.is_file()
+        and onnx_file.is_file()
+        and onnx_file.stat().st_mtime >= weights.stat().st_mtime
+    )
+    if fresh and find_spec("onnxruntime") is not None:
+        return {"available": True}
+    reason = "needs torch once, to build its ONNX file: pip install -r requirements/torch-cpu.txt"
+    return {"available": False, "reason": reason}
+
+
 def engines_status() -> dict:
-    """Which renderers this engine can run, with what to install for the others."""
-    engines = {"classical": {"available": True}}
+    """Which renderers (and learned upscaler: "realesrgan") this engine can run, with what
+    to install for the others."""
+    engines = {"classical": {"available": True}, "realesrgan": realesrgan_status()}
     module = "bokehkit.renderers.magicbokeh"
     try:
         magicbokeh = importlib.import_module(module)  # the torch path pulls in torch: only here

@@ -78,6 +78,19 @@ SCHEMA: tuple[Param, ...] = (
         "classical needs no model; magicbokeh is a learned renderer (needs its model).",
         choices=("classical", "magicbokeh"), choice_labels=("Classical", "MagicBokeh (AI)"),
     ),
+    # Last, not beside sr_factor: GIMP's arguments follow this order, and scripts that
+    # pass them by position keep working when new ones come at the end.
+    Param(
+        "upscaler", "choice", "classical", "Upscaler",
+        "How super-resolution enlarges: classical (edge-aware Lanczos, fast) or "
+        "Real-ESRGAN, a learned upscaler (needs its model; slow on a CPU).",
+        choices=("classical", "realesrgan"), choice_labels=("Classical", "Real-ESRGAN (AI)"),
+    ),
+    Param(
+        "sr_detail", "float", 0.25, "AI detail",
+        "How much of Real-ESRGAN's own detail is kept: 0 = a Lanczos upscale, 1 = the "
+        "network alone: crisper, but it invents detail, e.g. in faces.", 0.0, 1.0,
+    ),
 )  # fmt: skip
 
 BY_NAME = {p.name: p for p in SCHEMA}

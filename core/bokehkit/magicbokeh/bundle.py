@@ -108,6 +108,8 @@ def verify(folder: Path, hashes: bool = True) -> list[tuple[str, bool, str]]:
 def status(folder: Path) -> tuple[bool, str]:
     """(usable, reason): every file present with the manifest's size (no hashing)."""
     missing = missing_files(folder)
+    if len(missing) == len(FILES) + 1:  # nothing there: say so in one short line
+        return False, f"no MagicBokeh model at {folder}; import it: {import_command(folder.name)}"
     if missing:
         return False, (
             f"MagicBokeh bundle {folder} lacks {', '.join(missing)}; "

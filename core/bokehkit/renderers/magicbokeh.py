@@ -56,11 +56,14 @@ def bundle_folder(name: str = bundle.MODEL_ID, store: str | Path | None = None) 
 
 
 def torch_available() -> bool:
+    """Whether torch is installed, without importing it (a second of start-up that the
+    engine's first ping, and so the plug-ins' first preview, would wait for)."""
+    import importlib.util
+
     try:
-        import torch  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 def choose_runtime(name: str = "auto") -> str:

@@ -16,6 +16,8 @@ from .qt import Qt, QtCore, QtWidgets, Signal
 
 _SLIDER_STEPS = 1000
 _ROUND_BLADES = 4  # the blades spin box shows "round" at this value; it means 0
+# The preview is rendered without super-resolution: changing only these needs no new one.
+_SR_ONLY = frozenset(("sr_factor", "upscaler", "sr_detail"))
 
 
 def _choice_index(param: schema.Param, value) -> int:
@@ -44,6 +46,7 @@ class BokehPanel(QtWidgets.QWidget):
     ) -> None:
         super().__init__(parent)
         self._updating = True  # no signals until every control shows `params`
+        self._emitted: dict = {}  # the params last sent out, to tell what changed
         self._has_mask = has_mask
         self._focus = (0.5, 0.5)
         if image_size is None:
@@ -88,6 +91,9 @@ class BokehPanel(QtWidgets.QWidget):
 
         self.focus_combo = self._combo(p["focus_source"])
         self.sr_combo = self._combo(p["sr_factor"])
+        self.upscaler_combo = self._combo(p["upscaler"])
+        self.detail_spin = self._float_spin(p["sr_detail"], 2, 0.05)
+        self.upscaler_note = self._note()
         self.blades_spin = QtWidgets.QSpinBox()
         self.blades_spin.setRange(_ROUND_BLADES, int(p["blades"].maximum))
         self.blades_spin.setSpecialValueText("round")
@@ -98,9 +104,7 @@ class BokehPanel(QtWidgets.QWidget):
         self.highlights_spin = self._float_spin(p["highlights"], 1, 0.5)
         self.grain_spin = self._float_spin(p["grain"], 2, 0.1)
         self.engine_combo = self._combo(p["engine"])
-        self.engine_note = QtWidgets.QLabel()
-        self.engine_note.setWordWrap(True)
-        self.engine_note.setEnabled(False)  # greyed: it explains, it is not a control
+        self.engine_note = self._note()
 
         aperture_row = QtWidgets.QHBoxLayout()
         aperture_row.addWidget(self.aperture_slider, 1)
@@ -116,6 +120,9 @@ class BokehPanel(QtWidgets.QWidget):
         form.addRow(p["focal_length"].label.replace(" (mm, 35 mm equivalent)", ""), self.focal_spin)
         form.addRow(p["focus_source"].label, self.focus_combo)
         form.addRow(p["sr_factor"].label, self.sr_combo)
+        form.addRow(p["upscaler"].label, self.upscaler_combo)
+        form.addRow(p["sr_detail"].label, self.detail_spin)
+        form.addRow("", self.upscaler_note)
         form.addRow(p["blades"].label, blades_row)
         form.addRow(p["highlights"].label, self.highlights_spin)
         form.addRow(p["grain"].label, self.grain_spin)
@@ -126,6 +133,8 @@ class BokehPanel(QtWidgets.QWidget):
             ("focal_length", self.focal_spin),
             ("focus_source", self.focus_combo),
             ("sr_factor", self.sr_combo),
+            ("upscaler", self.upscaler_combo),
+            ("sr_detail", self.detail_spin),
             ("blades", self.blades_spin),
             ("blade_rotation", self.rotation_spin),
             ("highlights", self.highlights_spin),
@@ -167,10 +176,13 @@ class BokehPanel(QtWidgets.QWidget):
 
         self.aperture_slider.valueChanged.connect(self._slider_moved)
         self.aperture_spin.valueChanged.connect(self._spin_changed)
-        for spin in (self.focal_spin, self.rotation_spin, self.highlights_spin, self.grain_spin):
+        for spin in (
+            self.focal_spin, self.rotation_spin, self.highlights_spin, self.grain_spin,
+            self.detail_spin,
+        ):  # fmt: skip
             spin.valueChanged.connect(self._changed)
         self.blades_spin.valueChanged.connect(self._changed)
-        for combo in (self.focus_combo, self.sr_combo, self.engine_combo):
+        for combo in (self.focus_combo, self.sr_combo, self.upscaler_combo, self.engine_combo):
             combo.currentIndexChanged.connect(self._changed)
 
     @staticmethod
@@ -179,6 +191,14 @@ class BokehPanel(QtWidgets.QWidget):
         for index, value in enumerate(param.choices):  # no zip(strict=): Python 3.8 hosts
             combo.addItem(param.choice_labels[index], value)
         return combo
+
+    @staticmethod
+    def _note() -> QtWidgets.QLabel:
+        """A greyed line under a choice that says why some of it is unavailable."""
+        note = QtWidgets.QLabel()
+        note.setWordWrap(True)
+        note.setEnabled(False)  # greyed: it explains, it is not a control
+        return note
 
     @staticmethod
     def _float_spin(param: schema.Param, decimals: int, step: float):
@@ -205,6 +225,8 @@ class BokehPanel(QtWidgets.QWidget):
             "highlights": round(self.highlights_spin.value(), 2),
             "grain": round(self.grain_spin.value(), 2),
             "engine": self.engine_combo.currentData(),
+            "upscaler": self.upscaler_combo.currentData(),
+            "sr_detail": round(self.detail_spin.value(), 2),
         }
         return schema.validate(values)
 
@@ -235,32 +257,42 @@ class BokehPanel(QtWidgets.QWidget):
             self.rotation_spin.setValue(values["blade_rotation"])
             self.highlights_spin.setValue(values["highlights"])
             self.grain_spin.setValue(values["grain"])
-            engine_index = _choice_index(schema.BY_NAME["engine"], values["engine"])
-            if self._engine_item(engine_index).isEnabled():
-                self.engine_combo.setCurrentIndex(engine_index)
+            for combo, name in ((self.engine_combo, "engine"), (self.upscaler_combo, "upscaler")):
+                index = _choice_index(schema.BY_NAME[name], values[name])
+                if combo.model().item(index).isEnabled():
+                    combo.setCurrentIndex(index)
+            self.detail_spin.setValue(values["sr_detail"])
         finally:
             self._updating = False
         self._changed()
 
     def set_engines(self, engines: dict) -> None:
-        """Grey out renderers the engine cannot run, with the reason from its `pong`."""
+        """Grey out renderers and upscalers the engine cannot run, with the reason from its
+        `pong` (its "engines" also says whether the "realesrgan" upscaler can run)."""
+        self._grey_out(self.engine_combo, "engine", engines, self.engine_note)
+        # The classical upscaler needs no model; engines["classical"] is the renderer.
+        upscalers = dict(engines, classical={"available": True})
+        self._grey_out(self.upscaler_combo, "upscaler", upscalers, self.upscaler_note)
+        self._show_upscaler_note()
+
+    @staticmethod
+    def _grey_out(combo, name: str, status: dict, note: QtWidgets.QLabel) -> None:
+        """Disable the choices of `combo` that `status` says are unavailable (a tooltip and
+        `note` give the reason); one that was chosen falls back to the first."""
         notes = []
-        for index, name in enumerate(schema.BY_NAME["engine"].choices):
-            info = engines.get(name) or {"available": False, "reason": "unknown to this engine"}
-            item = self._engine_item(index)
+        for index, value in enumerate(schema.BY_NAME[name].choices):
+            info = status.get(value) or {"available": False, "reason": "unknown to this engine"}
+            item = combo.model().item(index)
             item.setEnabled(bool(info.get("available")))
             reason = info.get("reason", "")
             item.setToolTip(reason)
             if not info.get("available"):
-                label = self.engine_combo.itemText(index)
+                label = combo.itemText(index)
                 notes.append(f"{label}: {reason}" if reason else f"{label}: not available")
-                if self.engine_combo.currentIndex() == index:
-                    self.engine_combo.setCurrentIndex(0)
-        self.engine_note.setText("\n".join(notes))
-        self.engine_note.setVisible(bool(notes))
-
-    def _engine_item(self, index: int):
-        return self.engine_combo.model().item(index)
+                if combo.currentIndex() == index:
+                    combo.setCurrentIndex(0)
+        note.setText("\n".join(notes))
+        note.setVisible(bool(notes))
 
     def set_image_size(self, width: int, height: int) -> None:
         """The full image's size, for the blur estimate."""
@@ -323,15 +355,30 @@ class BokehPanel(QtWidgets.QWidget):
             return
         self._update_blur_label()
         self.rotation_spin.setEnabled(self.blades_spin.value() != _ROUND_BLADES)
+        enlarging = self._enlarging()
+        self.upscaler_combo.setEnabled(enlarging)  # nothing to upscale at ×1
+        learned = self.upscaler_combo.currentData() == "realesrgan"
+        self.detail_spin.setEnabled(enlarging and learned)
+        self._show_upscaler_note()
         focus = self.focus_combo.currentData()
         self.preview.set_focus_marker(self._focus if focus == "point" else None)
         mask_item = self.focus_combo.model().item(0)
         mask_item.setEnabled(self._has_mask)
         mask_item.setToolTip("" if self._has_mask else "Paint a selection or mask first")
         params = self.params()
+        changed = {k for k in params if params[k] != self._emitted.get(k)}
+        self._emitted = params
         self.paramsChanged.emit(params)
-        if self._worker.enabled:
+        # Nothing changed (a host asking for a fresh preview) renders too; SR alone does not.
+        if self._worker.enabled and not (changed and changed <= _SR_ONLY):
             self._debounce.start()
+
+    def _enlarging(self) -> bool:
+        return (self.sr_combo.currentData() or 1) > 1
+
+    def _show_upscaler_note(self) -> None:
+        # Only where the upscaler matters: a docker has little height to spare.
+        self.upscaler_note.setVisible(self._enlarging() and bool(self.upscaler_note.text()))
 
     def _update_blur_label(self) -> None:
         width, height = self._image_size
