@@ -572,6 +572,12 @@ def _hello_ok(conn, reader, writer, token: str, timeout_s: float) -> bool:
     try:
         writer.write(b'{"type": "error", "id": null, "message": "wrong token"}\n')
         writer.flush()
+        # Close gracefully: closing with the client's later lines still unread would send
+        # a reset that can destroy the error line before the client reads it.
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1.0)
+        while conn.recv(65536):  # drain until the client closes too (or a second passes)
+            pass
     except OSError:
         pass
     return False
