@@ -29,33 +29,50 @@ def export_onnx(
     opset: int = 18,
 ) -> Path:
     """Export `model` (dynamo exporter, weights inside the file) to `dest`, atomically."""
-    import torch
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.export")
+    try:
+        quiet_export(model, (example,), tmp, [input_name], [output_name], dynamic_shapes, opset)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def quiet_export(
+    model,
+    args: tuple,
+    path: str | Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes,
+    opset: int = 18,
+    external_data: bool = False,
+) -> None:
+    """torch.onnx.export with the dynamo exporter, without its chatter on stdout and in
+    the log ("torchvision is not installed", and the like)."""
+    import torch
+
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "torchvision is not installed", and the like
+    quiet.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model.eval(),
-                (example,),
-                str(tmp),
-                input_names=[input_name],
-                output_names=[output_name],
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
                 dynamic_shapes=dynamic_shapes,
                 opset_version=opset,
                 dynamo=True,
-                external_data=False,
+                external_data=external_data,
             )
-        os.replace(tmp, dest)
     finally:
         quiet.setLevel(level)
-        tmp.unlink(missing_ok=True)
-    return dest
 
 
 def session(path: str | Path, threads: int | None = None):

@@ -24,12 +24,9 @@ and an export that is far off is refused.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import logging
 import os
 import shutil
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import BokehkitError
+from ..onnxtools import quiet_export
 from . import bundle
 from .network import MASK_BIAS, MagicBokehNetwork, load_network
 from .onnx_stages import (
@@ -201,28 +199,10 @@ def _dynamic_shapes(stage: str) -> dict:
 
 
 def _export(module: nn.Module, args: tuple, dest: Path, stage: str) -> None:
-    """torch.onnx.export, dynamo, weights as external data next to `dest`; quiet."""
+    """The dynamo exporter, weights as external data next to `dest`; quiet."""
     _, inputs, output = STAGES[stage]
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "torchvision is not installed", and the like
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module.eval(),
-                args,
-                str(dest),
-                input_names=list(inputs),
-                output_names=[output],
-                dynamic_shapes=_dynamic_shapes(stage),
-                opset_version=OPSET,
-                dynamo=True,
-                external_data=True,
-                verbose=False,
-            )
-    finally:
-        quiet.setLevel(level)
+    quiet_export(module, args, dest, list(inputs), [output], _dynamic_shapes(stage), OPSET,
+                 external_data=True)  # fmt: skip
 
 
 def export_network(net: MagicBokehNetwork, dest: Path, log: Callable[[str], None]) -> None:
