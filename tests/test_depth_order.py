@@ -155,3 +155,26 @@ def test_metric_phone_depth_allows_a_focus_distance(phone_photo, tmp_path):
 def test_focus_distance_without_metric_depth_still_fails(plain_photo):
     with pytest.raises(BokehkitError, match="needs a metric depth map"):
         source_of(plain_photo, focus_point=None, focus_distance_m=2.0, depth_model=False)
+
+
+def test_magicbokeh_prefers_its_own_dadepth(plain_photo, fake_model, monkeypatch):
+    """With DA-V2 large and DAdepth installed, classical takes large, magicbokeh DAdepth
+    (the depth it was trained with)."""
+    import bokehkit.pipeline as pipeline
+
+    class _Keep:  # a stand-in renderer: the depth choice happens before any rendering
+        name = "magicbokeh"
+
+        def render(self, job, progress):
+            return job.linear_rgb
+
+    installed = {"depth-anything-v2-large", "dadepth", "depth-anything-v2-small"}
+    monkeypatch.setattr(
+        bokehkit.models, "installed_path",
+        lambda model_id, store=None: f"/m/{model_id}" if model_id in installed else None,
+    )  # fmt: skip
+    assert source_of(plain_photo).depth_source == "estimated by depth-anything-v2-large"
+    monkeypatch.setattr(pipeline, "get_renderer", lambda name, **kw: _Keep())
+    report = source_of(plain_photo, engine="magicbokeh")
+    assert report.depth_source == "estimated by dadepth"
+    assert fake_model == ["depth-anything-v2-large", "dadepth"]

@@ -146,8 +146,9 @@ def render_image(
         depth = _embedded_depth(image, width, height, report)
     if depth is None and settings.depth_model:
         depth = _model_depth(
-            image, width, height, report, progress.span(0.0, 0.04), settings.depth_model_id
-        )
+            image, width, height, report, progress.span(0.0, 0.04), settings.depth_model_id,
+            _depth_preference(settings.engine),
+        )  # fmt: skip
     if depth is None:
         if settings.focus_distance_m is not None:
             raise BokehkitError("--focus-distance needs a metric depth map (--depth FILE)")
@@ -262,6 +263,14 @@ DEPTH_MODEL_IDS = (
 )
 
 
+def _depth_preference(engine: str) -> tuple[str, ...]:
+    """MagicBokeh was trained with its own degradation-aware DAdepth: it comes first for
+    that engine when installed; otherwise the best general model."""
+    if engine == "magicbokeh":
+        return ("dadepth", *(m for m in DEPTH_MODEL_IDS if m != "dadepth"))
+    return DEPTH_MODEL_IDS
+
+
 def _model_depth(
     image: LoadedImage,
     width: int,
@@ -269,6 +278,7 @@ def _model_depth(
     report: RenderReport,
     progress,
     chosen: str | None = None,
+    preference: tuple[str, ...] = DEPTH_MODEL_IDS,
 ):
     """An installed depth model's estimate; None when none is installed, or (with a note)
     when one is but cannot run here (no torch, a damaged file). Never downloads. A model
@@ -290,7 +300,7 @@ def _model_depth(
             raise BokehkitError(
                 f"depth model {chosen} is not installed; run: bokehkit models install {chosen}"
             )
-    model_id = chosen or next((m for m in DEPTH_MODEL_IDS if installed(m)), None)
+    model_id = chosen or next((m for m in preference if installed(m)), None)
     if model_id is None:
         return None
     try:
