@@ -41,6 +41,13 @@ PARAMS = {
     "engine": "classical",
 }
 CASES = ("layermask", "selection", "focus-channel", "mask-arg", "sr2", "float", "nomask-error")
+try:  # the magicbokeh case needs a tiny model built here (torch + diffusers)
+    import diffusers  # noqa: F401
+    import torch  # noqa: F401
+
+    CASES += ("magicbokeh",)
+except ImportError:
+    pass
 GIMP = (
     "timeout 240 gimp-console-3.0 -i -f --quit --batch-interpreter python-fu-eval "
     "-b \"exec(open('/bokehkit/tests/hosts/gimp_batch.py').read())\""
@@ -63,9 +70,13 @@ def gimp_run(tmp_path_factory):
     hostkit.require_hostroot()
     job = hostkit.make_job(tmp_path_factory.mktemp("gimp"))
     install(job / "home")
+    if "magicbokeh" in CASES:
+        from magicbokeh_fixtures import make_bundle
+
+        make_bundle(job / "mb", name="magicbokeh")  # the default bundle name, in job/mb/store
     t0 = time.monotonic()
     p = hostkit.run_in_root(
-        f"HOME=/job/home BK_JOB=/job BK_CASES={','.join(CASES)} "
+        f"HOME=/job/home BOKEHKIT_MODELS=/job/mb/store BK_JOB=/job BK_CASES={','.join(CASES)} "
         f"BK_ARGS='{json.dumps(ARGS)}' {GIMP}",
         job,
     )
@@ -176,3 +187,23 @@ def test_gimp_dialog_screenshot(tmp_path):
 
 def test_committed_gimp_screenshot_is_real():
     hostkit.check_screenshot(hostkit.SCREENSHOTS / "gimp-dialog.png")
+
+
+def test_gimp_renders_with_magicbokeh(gimp_run, monkeypatch):
+    """The learned engine from inside GIMP (a tiny official-layout model): the result layer
+    equals the CLI's with the same model, selection and parameters."""
+    job, log = gimp_run
+    if "magicbokeh" not in CASES:
+        pytest.skip("needs torch and diffusers to build the tiny model")
+    r = report(job, "magicbokeh")
+    assert r["status"] == "success", r
+    assert r["mask_untouched"] and len(r["layers"]) == 2, r
+    d = job / "magicbokeh"
+    hostkit.raw_mask_to_png(d / "mask.raw", (960, 640), d / "mask.png")
+    monkeypatch.setenv("BOKEHKIT_MODELS", str(job / "mb" / "store"))
+    hostkit.cli_render(job / "in.png", d / "cli.png", {**PARAMS, "engine": "magicbokeh"},
+                       d / "mask.png")  # fmt: skip
+    diff = hostkit.max_diff(d / "result.png", d / "cli.png")
+    hostkit.log(f"GIMP magicbokeh: max difference vs CLI {diff}/255 ({r['seconds']} s in GIMP)")
+    assert diff <= 1, f"GIMP magicbokeh result differs from the CLI by {diff}/255"
+    assert hostkit.max_diff(d / "result.png", job / "in.png") > 20  # the network ran

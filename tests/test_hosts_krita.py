@@ -30,6 +30,13 @@ PARAMS = {
     "engine": "classical",
 }
 CASES = ("selection", "focuslayer", "transparencymask", "sr2", "f32", "cancel", "nomask-error")
+try:  # the magicbokeh case needs a tiny model built here (torch + diffusers)
+    import diffusers  # noqa: F401
+    import torch  # noqa: F401
+
+    CASES += ("magicbokeh",)
+except ImportError:
+    pass
 KRITARUNNER = (
     "QT_QPA_PLATFORM=offscreen PYTHONPATH=/bokehkit/tests/hosts "
     "timeout 240 kritarunner -s krita_batch -f main /job"
@@ -72,9 +79,14 @@ def krita_run(tmp_path_factory):
     job = hostkit.make_job(tmp_path_factory.mktemp("krita"))
     install(job / "home")
     make_mask(job / "mask.raw", job / "mask.png")
+    if "magicbokeh" in CASES:
+        from magicbokeh_fixtures import make_bundle
+
+        make_bundle(job / "mb", name="magicbokeh")  # the default bundle name, in job/mb/store
     t0 = time.monotonic()
     p = hostkit.run_in_root(
-        f"HOME=/job/home BK_CASES={','.join(CASES)} BK_PARAMS='{json.dumps(PARAMS)}' {KRITARUNNER}",
+        f"HOME=/job/home BOKEHKIT_MODELS=/job/mb/store BK_CASES={','.join(CASES)} "
+        f"BK_PARAMS='{json.dumps(PARAMS)}' {KRITARUNNER}",
         job,
     )
     log = p.stdout + p.stderr
@@ -121,6 +133,26 @@ def test_krita_result_matches_cli(krita_run, cli_reference, case):
     hostkit.log(f"Krita {case}: max difference vs CLI {diff}/255 ({r['seconds']} s)")
     assert diff <= 1, f"Krita {case} result differs from the CLI by {diff}/255"
     assert hostkit.max_diff(job / case / "result.png", job / "in.png") > 20
+
+
+def test_krita_renders_with_magicbokeh(krita_run, monkeypatch):
+    """The learned engine from inside Krita (a tiny official-layout model): the new layer
+    equals the CLI's with the same model, mask and parameters."""
+    if "magicbokeh" not in CASES:
+        pytest.skip("needs torch and diffusers to build the tiny model")
+    job, _ = krita_run
+    r = report(job, "magicbokeh")
+    assert r["status"] == "success", r
+    assert r["mask_untouched"] and r["layers"][r["layers"].index("Background") + 1] == (
+        "Background bokeh"
+    ), r
+    monkeypatch.setenv("BOKEHKIT_MODELS", str(job / "mb" / "store"))
+    cli = job / "magicbokeh" / "cli.png"
+    hostkit.cli_render(job / "in.png", cli, {**PARAMS, "engine": "magicbokeh"}, job / "mask.png")
+    diff = hostkit.max_diff(job / "magicbokeh" / "result.png", cli)
+    hostkit.log(f"Krita magicbokeh: max difference vs CLI {diff}/255 ({r['seconds']} s)")
+    assert diff <= 1, f"Krita magicbokeh result differs from the CLI by {diff}/255"
+    assert hostkit.max_diff(job / "magicbokeh" / "result.png", job / "in.png") > 20
 
 
 def test_krita_error_leaves_document_untouched(krita_run):

@@ -59,11 +59,13 @@ def run_case(J, CASE, ARGS):
         strokes = [150.0, 60.0, 260.0, 110.0, 300.0, 200.0, 240.0, 300.0]
         if not Gimp.paintbrush_default(mask, strokes):
             fail("paintbrush on the layer mask failed")
-    elif CASE in ("selection", "sr2"):  # a feathered elliptical selection around the subject
+    elif CASE in ("selection", "sr2", "magicbokeh"):  # a feathered elliptical selection
         ellipse_selection()
         mask = img.get_selection()
         if CASE == "sr2":
             extra["sr-factor"] = "x2"
+        if CASE == "magicbokeh":  # the learned engine (a tiny model in $BOKEHKIT_MODELS)
+            extra["engine"] = "magicbokeh"
     elif CASE == "float":  # a 32-bit float linear image: the layer goes as "RGBA float"
         img.convert_precision(Gimp.Precision.FLOAT_LINEAR)
         layer = img.get_layers()[0]

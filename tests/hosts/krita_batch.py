@@ -54,13 +54,15 @@ def run_case(core, job, case, params):
     assert len(mask) == w * h
     before = None
     params = dict(params)
-    if case in ("selection", "sr2", "cancel", "f32"):
+    if case in ("selection", "sr2", "cancel", "f32", "magicbokeh"):
         sel = Selection()
         sel.setPixelData(QByteArray(mask), 0, 0, w, h)
         doc.setSelection(sel)
         before = bytes(doc.selection().pixelData(0, 0, w, h))
         if case == "sr2":
             params["sr_factor"] = 2
+        if case == "magicbokeh":  # the learned engine (a tiny model in $BOKEHKIT_MODELS)
+            params["engine"] = "magicbokeh"
     elif case == "transparencymask":  # a transparency mask on the layer holds the mask
         tmask = doc.createTransparencyMask("Sharp")
         sel = Selection()
@@ -108,7 +110,7 @@ def run_case(core, job, case, params):
     report["seconds"] = round(time.monotonic() - t0, 2)
     report["layers_before"] = layers
     report["layers"] = [n.name() for n in doc.rootNode().childNodes()]
-    if case == "selection":
+    if case in ("selection", "magicbokeh"):
         report["mask_untouched"] = bytes(doc.selection().pixelData(0, 0, w, h)) == before
     elif case == "focuslayer":
         focus = [n for n in doc.rootNode().childNodes() if n.name() == "Focus"][0]
