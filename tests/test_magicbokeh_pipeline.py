@@ -198,3 +198,27 @@ def test_models_list_shows_bundles(bundle_folder, tmp_path, capsys):
     broken = [x for x in lines if x.startswith("broken\t")]
     assert broken and "damaged" in broken[0] and "vae.safetensors" in broken[0]
     assert not any(x.startswith("magicbokeh\t") for x in lines)
+
+
+def test_the_loaded_network_is_kept_between_renders(photo, bundle_folder, monkeypatch):
+    """The engine server renders preview after preview: the weights load once per bundle,
+    device and precision, and again after a new import."""
+    import os
+
+    import bokehkit.magicbokeh.network as network
+
+    loads = []
+    real = network.load_network
+    monkeypatch.setattr(network, "load_network", lambda *a, **k: loads.append(a) or real(*a, **k))
+    mb._LOADED.clear()
+    for out, precision in (("1.png", "fp32"), ("2.png", "fp32"), ("3.png", "bf16")):
+        assert _render(photo, bundle_folder, monkeypatch, "--strength", "16", "--precision",
+                       precision, out=out) == 0  # fmt: skip
+    assert len(loads) == 2  # fp32 once, then bf16
+    manifest = bundle_folder / "magicbokeh.json"
+    st = manifest.stat()
+    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # "re-imported"
+    assert _render(photo, bundle_folder, monkeypatch, "--strength", "16", "--precision",
+                   "bf16", out="4.png") == 0  # fmt: skip
+    assert len(loads) == 3
+    mb._LOADED.clear()

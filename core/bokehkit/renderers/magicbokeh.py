@@ -175,6 +175,10 @@ def check_onnx_options(device: str = "auto", precision: str = "auto") -> None:
         )
 
 
+#: The network of the last render (see MagicBokehRenderer._network).
+_LOADED: dict = {}
+
+
 class MagicBokehRenderer:
     """The default (fast) mode behind the render pipeline."""
 
@@ -207,18 +211,33 @@ class MagicBokehRenderer:
             return "MagicBokeh on cpu (ONNX Runtime), float32"
         return f"MagicBokeh on {self.device.type}, {str(self.dtype).removeprefix('torch.')}"
 
+    def _network(self):
+        """The loaded network, kept for the next render with the same bundle, runtime,
+        device and precision: the engine server renders preview after preview, and the
+        real weights take seconds to load. One is kept at a time."""
+        stamps = tuple(
+            p.stat().st_mtime_ns if p.exists() else 0
+            for p in (self.folder / bundle.MANIFEST, self.folder / "onnx" / "export.json")
+        )  # a new import or export is loaded afresh
+        key = (str(self.folder), stamps, self.runtime, str(self.device), str(self.dtype))
+        if _LOADED.get("key") != key:
+            _LOADED.clear()  # drop the old one before loading another
+            if self.runtime == "onnx":
+                from ..magicbokeh.onnx_stages import OnnxStages
+
+                net = OnnxStages(self.folder)
+            else:
+                from ..magicbokeh.network import load_network
+
+                net = load_network(self.folder, self.dtype, self.device)
+            _LOADED.update(key=key, net=net)
+        return _LOADED["net"]
+
     def render(self, job: RenderJob, progress: Progress) -> np.ndarray:
         from ..magicbokeh.fast import render_defocus
 
         progress.update(0.0, "loading MagicBokeh")
-        if self.runtime == "onnx":
-            from ..magicbokeh.onnx_stages import OnnxStages
-
-            net = OnnxStages(self.folder)
-        else:
-            from ..magicbokeh.network import load_network
-
-            net = load_network(self.folder, self.dtype, self.device)
+        net = self._network()
         # The network sees display-referred sRGB in [0, 1], as it was trained.
         srgb = linear_to_srgb(np.clip(job.linear_rgb, 0.0, 1.0))
         defocus = defocus_from_coc(job.signed_coc_px)
