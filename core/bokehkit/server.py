@@ -188,29 +188,9 @@ def render_inputs(
 
 
 def realesrgan_status(store: str | Path | None = None) -> dict:
-    """Whether the "realesrgan" upscaler can run here, as `realesrgan.network` will run it:
-    its model installed, and torch, or onnxruntime with the ONNX file made from it."""
-    from importlib.util import find_spec
-
-    from .models import ModelStore, install_command
-
-    st = ModelStore(store)
-    if not st.is_installed(realesrgan.MODEL_ID):
-        reason = f"its model is not installed; run: {install_command(realesrgan.MODEL_ID)}"
-        return {"available": False, "reason": reason}
-    if find_spec("torch") is not None:
-        return {"available": True}
-    folder = st.model_dir(realesrgan.MODEL_ID)
-    weights, onnx_file = folder / realesrgan.WEIGHTS, folder / realesrgan.ONNX
-    fresh = (
-        weights.is_file()
-        and onnx_file.is_file()
-        and onnx_file.stat().st_mtime >= weights.stat().st_mtime
-    )
-    if fresh and find_spec("onnxruntime") is not None:
-        return {"available": True}
-    reason = "needs torch once, to build its ONNX file: pip install -r requirements/torch-cpu.txt"
-    return {"available": False, "reason": reason}
+    """The "realesrgan" upscaler's availability, in the ping's form."""
+    available, reason = realesrgan.status(store)
+    return {"available": True} if available else {"available": False, "reason": reason}
 
 
 def engines_status() -> dict:

@@ -152,10 +152,43 @@ def onnx_session(path: Path, threads: int | None = None):
     return onnxtools.session(path, threads)
 
 
+NEEDS_TORCH = (
+    "Real-ESRGAN needs torch once, to build its ONNX file: "
+    "pip install -r requirements/torch-cpu.txt"
+)
+
+
 def _have_torch() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None
+
+
+def _onnx_fresh(weights: Path, onnx_file: Path) -> bool:
+    """The ONNX file exists and was made from these weights (not older than them)."""
+    return (
+        weights.is_file()
+        and onnx_file.is_file()
+        and onnx_file.stat().st_mtime >= weights.stat().st_mtime
+    )
+
+
+def status(store=None) -> tuple[bool, str]:
+    """(available, reason): whether `network` can run here, without loading anything; the
+    engine's ping tells the plug-ins."""
+    import importlib.util
+
+    from ..models import install_command
+
+    st = _store(store)
+    if not st.is_installed(MODEL_ID):
+        return False, f"its model is not installed; run: {install_command(MODEL_ID)}"
+    if _have_torch():
+        return True, ""
+    folder = st.model_dir(MODEL_ID)
+    if _onnx_fresh(folder / WEIGHTS, folder / ONNX) and importlib.util.find_spec("onnxruntime"):
+        return True, ""
+    return False, NEEDS_TORCH
 
 
 def network(store=None, backend: str = "auto") -> Callable[[np.ndarray], np.ndarray]:
@@ -169,13 +202,10 @@ def network(store=None, backend: str = "auto") -> Callable[[np.ndarray], np.ndar
     st = _store(store)
     weights = prepare(st)
     onnx_file = st.model_dir(MODEL_ID) / ONNX
-    fresh = onnx_file.is_file() and onnx_file.stat().st_mtime >= weights.stat().st_mtime
+    fresh = _onnx_fresh(weights, onnx_file)
     if backend in ("auto", "onnx") and not fresh:
         if not _have_torch():
-            raise BokehkitError(
-                "Real-ESRGAN needs torch once, to build its ONNX file: "
-                "pip install -r requirements/torch-cpu.txt"
-            )
+            raise BokehkitError(NEEDS_TORCH)
         try:
             export_onnx(load_torch(weights), onnx_file)
             fresh = True
