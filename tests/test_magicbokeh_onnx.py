@@ -20,17 +20,18 @@ pytest.importorskip("diffusers")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from magicbokeh_fixtures import make_bundle  # noqa: E402
+from magicbokeh_fixtures import make_bundle, write_focus_scene  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_magicbokeh_render import _scene  # noqa: E402
 
 from bokehkit.cli import main  # noqa: E402
 from bokehkit.errors import BokehkitError  # noqa: E402
-from bokehkit.magicbokeh import bundle, fast  # noqa: E402
+from bokehkit.magicbokeh import fast  # noqa: E402
 from bokehkit.magicbokeh import onnx_stages as ox  # noqa: E402
 from bokehkit.magicbokeh.inputs import defocus_map, focal_value, quantise_depth  # noqa: E402
 from bokehkit.magicbokeh.network import load_network  # noqa: E402
 from bokehkit.magicbokeh.stages import TorchStages  # noqa: E402
+from bokehkit.models.download import file_sha256  # noqa: E402
 from bokehkit.renderers import magicbokeh as mb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def _scene_defocus(h, w):
 def test_export_files_and_manifest(folder, capsys):
     where = folder / "onnx"
     manifest = json.loads((where / "export.json").read_text())
-    assert manifest["bundle_manifest_sha256"] == bundle.sha256_file(folder / "magicbokeh.json")
+    assert manifest["bundle_manifest_sha256"] == file_sha256(folder / "magicbokeh.json")
     assert {"encode.onnx", "denoise.onnx", "decode.onnx"} <= set(manifest["files"])
     assert all(ok for _, ok, _ in ox.verify_export(folder, hashes=True))
     assert ox.export_status(folder) == (True, "")
@@ -183,17 +184,7 @@ def test_runtime_choice(folder):
 @pytest.fixture()
 def photo(tmp_path):
     """A 96×128 photo: near subject on the left (painted as the focus), far wall behind."""
-    rng = np.random.default_rng(3)
-    h, w = 96, 128
-    img = (rng.random((h, w, 3)) * 0.6 + 0.2).astype(np.float32)
-    depth = np.full((h, w), 0.1, np.float32)
-    depth[20:76, 10:60] = 0.9
-    mask = np.zeros((h, w), np.uint8)
-    mask[20:76, 10:60] = 255
-    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(tmp_path / "in.png")
-    np.save(tmp_path / "d.npy", depth)
-    Image.fromarray(mask).save(tmp_path / "m.png")
-    return tmp_path
+    return write_focus_scene(tmp_path)
 
 
 def test_pipeline_with_the_onnx_runtime(folder, photo, monkeypatch):

@@ -18,11 +18,11 @@ A bundle is the folder ``<model store>/<name>/`` (default name ``magicbokeh``) t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from ..errors import BokehkitError
+from ..models.download import file_sha256
 
 MODEL_ID = "magicbokeh"
 MANIFEST = "magicbokeh.json"
@@ -60,14 +60,6 @@ def import_command(name: str = MODEL_ID) -> str:
     return cmd if name == MODEL_ID else f"{cmd} --name {name}"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     try:
@@ -98,7 +90,7 @@ def verify(folder: Path, hashes: bool = True) -> list[tuple[str, bool, str]]:
             out.append((name, False, "missing"))
         elif p.stat().st_size != entry["size"]:
             out.append((name, False, f"DAMAGED: {p.stat().st_size} bytes, not {entry['size']}"))
-        elif hashes and sha256_file(p) != entry["sha256"]:
+        elif hashes and file_sha256(p) != entry["sha256"]:
             out.append((name, False, "DAMAGED: sha256 differs from the manifest"))
         else:
             out.append((name, True, "OK"))

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BokehkitError
+from ..models.download import file_sha256
 from . import bundle
 from .safe_pickle import PickledObject, load_checkpoint, module_config, module_state_dict
 
@@ -260,7 +261,7 @@ def import_magicbokeh(
         for fname, cfg in configs.items():
             (tmp / fname).write_text(json.dumps(cfg, indent=2, default=str) + "\n")
         files = {
-            f: {"sha256": bundle.sha256_file(tmp / f), "size": (tmp / f).stat().st_size}
+            f: {"sha256": file_sha256(tmp / f), "size": (tmp / f).stat().st_size}
             for f in bundle.FILES
         }
         manifest = {
@@ -283,13 +284,13 @@ def import_magicbokeh(
             "sources": {
                 "checkpoint": {
                     "file": checkpoint.name,
-                    "sha256": bundle.sha256_file(checkpoint),
+                    "sha256": file_sha256(checkpoint),
                     "controlnet_class": cn.pickled_class,
                 },
                 "sd21": {
                     "folder": str(sd21.resolve()),
                     "files": {
-                        str(p.relative_to(sd21)): bundle.sha256_file(p)
+                        str(p.relative_to(sd21)): file_sha256(p)
                         for sub in ("unet", "vae", "scheduler")
                         for p in sorted((sd21 / sub).iterdir())
                         if p.is_file()

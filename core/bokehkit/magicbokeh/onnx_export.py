@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import BokehkitError
+from ..models.download import file_sha256
 from ..onnxtools import quiet_export
 from . import bundle
 from .network import MASK_BIAS, MagicBokehNetwork, load_network
@@ -240,7 +241,7 @@ def check_export(net: MagicBokehNetwork, where: Path, lh: int = 8, lw: int = 16)
 
 def _file_entries(where: Path) -> dict:
     return {
-        p.name: {"sha256": bundle.sha256_file(p), "size": p.stat().st_size}
+        p.name: {"sha256": file_sha256(p), "size": p.stat().st_size}
         for p in sorted(where.iterdir())
         if p.is_file() and p.name != EXPORT_MANIFEST
     }

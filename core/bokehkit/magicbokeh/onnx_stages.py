@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BokehkitError
+from ..models.download import file_sha256
 from . import bundle
 
 EXPORT_DIR = "onnx"
@@ -61,7 +62,7 @@ def bundle_manifest_sha256(folder: Path) -> str:
             f"MagicBokeh bundle {folder} lacks {bundle.MANIFEST}; run: "
             f"{bundle.import_command(folder.name)}"
         )
-    return bundle.sha256_file(path)
+    return file_sha256(path)
 
 
 def read_export_manifest(folder: str | Path) -> dict:
@@ -94,7 +95,7 @@ def verify_export(folder: str | Path, hashes: bool = True) -> list[tuple[str, bo
             out.append((name, False, "missing"))
         elif p.stat().st_size != entry["size"]:
             out.append((name, False, f"DAMAGED: {p.stat().st_size} bytes, not {entry['size']}"))
-        elif hashes and bundle.sha256_file(p) != entry["sha256"]:
+        elif hashes and file_sha256(p) != entry["sha256"]:
             out.append((name, False, "DAMAGED: sha256 differs from the manifest"))
         else:
             out.append((name, True, "OK"))

@@ -21,7 +21,6 @@ needed here; the result is a safetensors file our torch model loads.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BokehkitError
+from ..models.download import file_sha256
 from .layout import conv_order, has_activation
 
 MAGIC = 7767517
@@ -238,14 +238,6 @@ def _expected_shape(name: str, c: dict) -> tuple[int, int, int, int]:
     return (f, f, 3, 3)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def convert_files(param_path: Path, bin_path: Path, dest: Path) -> Path:
     """Convert an ncnn pair into `dest` (safetensors), written atomically; the metadata
     records the sources' SHA-256, the configuration and the converter's version."""
@@ -256,8 +248,8 @@ def convert_files(param_path: Path, bin_path: Path, dest: Path) -> Path:
         "format": "bokehkit-rrdbnet",
         "config": json.dumps(config),
         "converter": CONVERTER_VERSION,
-        "source_param_sha256": _sha256(Path(param_path)),
-        "source_bin_sha256": _sha256(Path(bin_path)),
+        "source_param_sha256": file_sha256(Path(param_path)),
+        "source_bin_sha256": file_sha256(Path(bin_path)),
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.convert")
