@@ -296,3 +296,22 @@ def make_bundle(root: Path, name: str = "tiny") -> Path:
     if rc != 0:
         raise RuntimeError(f"models import magicbokeh failed ({rc})")
     return store / name
+
+
+def write_focus_scene(folder: Path) -> Path:
+    """A 96×128 photo in `folder`: in.png (a near subject on the left, a far wall behind),
+    d.npy (its disparity), m.png (the subject painted as the focus mask)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    h, w = 96, 128
+    img = (rng.random((h, w, 3)) * 0.6 + 0.2).astype(np.float32)
+    depth = np.full((h, w), 0.1, np.float32)  # disparity: far
+    depth[20:76, 10:60] = 0.9  # near
+    mask = np.zeros((h, w), np.uint8)
+    mask[20:76, 10:60] = 255
+    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(folder / "in.png")
+    np.save(folder / "d.npy", depth)
+    Image.fromarray(mask).save(folder / "m.png")
+    return folder

@@ -102,7 +102,7 @@ def test_frozen_engine_renders_magicbokeh_over_onnx(engine, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     sys.path.insert(0, str(REPO / "tests"))
-    from magicbokeh_fixtures import make_bundle
+    from magicbokeh_fixtures import make_bundle, write_focus_scene
 
     from bokehkit.cli import main
     from bokehkit.pipeline import RenderSettings, render_file
@@ -111,14 +111,7 @@ def test_frozen_engine_renders_magicbokeh_over_onnx(engine, tmp_path):
     store = folder.parent
     assert main(["models", "--store", str(store), "export-onnx", "magicbokeh", "--name",
                  "tiny", "-q"]) == 0  # fmt: skip
-    rng = np.random.default_rng(5)
-    Image.fromarray((rng.random((96, 128, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
-    depth = np.full((96, 128), 0.1, np.float32)
-    depth[20:76, 10:60] = 0.9
-    np.save(tmp_path / "d.npy", depth)
-    mask = np.zeros((96, 128), np.uint8)
-    mask[20:76, 10:60] = 255
-    Image.fromarray(mask).save(tmp_path / "m.png")
+    write_focus_scene(tmp_path)  # in.png, d.npy, m.png
     common = ["--depth", str(tmp_path / "d.npy"), "--focus-mask", str(tmp_path / "m.png"),
               "--strength", "24"]  # fmt: skip
     p = subprocess.run(

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from magicbokeh_fixtures import make_bundle  # noqa: E402
+from magicbokeh_fixtures import make_bundle, write_focus_scene  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bokehkit.cli import main  # noqa: E402
@@ -26,17 +26,7 @@ def bundle_folder(tmp_path_factory):
 @pytest.fixture()
 def photo(tmp_path):
     """A 96×128 photo: near subject on the left (painted as the focus), far wall behind."""
-    rng = np.random.default_rng(3)
-    h, w = 96, 128
-    img = (rng.random((h, w, 3)) * 0.6 + 0.2).astype(np.float32)
-    depth = np.full((h, w), 0.1, np.float32)  # disparity: far
-    depth[20:76, 10:60] = 0.9  # near
-    mask = np.zeros((h, w), np.uint8)
-    mask[20:76, 10:60] = 255
-    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(tmp_path / "in.png")
-    np.save(tmp_path / "d.npy", depth)
-    Image.fromarray(mask).save(tmp_path / "m.png")
-    return tmp_path
+    return write_focus_scene(tmp_path)
 
 
 @pytest.fixture()
