@@ -89,15 +89,16 @@ def main(argv=None) -> int:
           flush=True)  # fmt: skip
 
     wrapped = {}
+    torch_stages = stages_mod.TorchStages
 
     def stages_for(network):
-        wrapped["s"] = OncePerShape(stages_mod.TorchStages(network))
+        wrapped["s"] = OncePerShape(torch_stages(network))
         return wrapped["s"]
 
     # The pipeline's own renderer, with the in-memory network instead of a bundle.
     renderer_mod.model_status = lambda *a, **k: (True, "")
     network_mod.load_network = lambda *a, **k: net
-    stages_mod.as_stages = stages_for
+    stages_mod.TorchStages = stages_for
 
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)

@@ -165,9 +165,9 @@ def render_defocus(
     if getattr(network, "numpy_stages", False):
         stages = network  # e.g. ONNX Runtime's (the light engine: no torch to import)
     else:
-        from .stages import as_stages
+        from .stages import TorchStages
 
-        stages = as_stages(network)
+        stages = TorchStages(network)
     progress = progress or Progress()
     image = np.asarray(image_srgb01, dtype=np.float32)
     h, w = image.shape[:2]

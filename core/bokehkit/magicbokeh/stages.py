@@ -47,8 +47,3 @@ class TorchStages:
     def decode(self, x0: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return self._array(self.net.decode(self._tensor(x0)))
-
-
-def as_stages(network):
-    """`network` if it already works on numpy, else a `TorchStages` around it."""
-    return network if getattr(network, "numpy_stages", False) else TorchStages(network)
