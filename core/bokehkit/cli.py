@@ -13,6 +13,7 @@ from .errors import BokehkitError
 from .highlights import DEFAULT_GAIN
 from .pipeline import DEPTH_MODEL_IDS, RenderSettings, render_file
 from .progress import Cancelled, Progress
+from .refine import FocusRange, parse_focus_range
 from .renderers import ENGINES
 
 EXIT_USER_ERROR = 2
@@ -129,6 +130,18 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         help="focal plane as a disparity (0…1 for relative maps)",
     )
     g.add_argument(
+        "--focus-range",
+        metavar="NEAR,FAR",
+        help="keep a depth band sharp instead of one plane: fractions of the depth from 0 "
+        "(nearest) to 1 (farthest), e.g. 0.2,0.4, or metres with metric depth, e.g. 1.5m,3m",
+    )
+    g.add_argument(
+        "--blur-mask",
+        metavar="FILE",
+        help="refine brush: white = more blur; painted areas are pushed away from the focal "
+        "plane in proportion (grey = part of the way)",
+    )
+    g.add_argument(
         "--no-auto-subject",
         dest="auto_subject",
         action="store_false",
@@ -202,6 +215,12 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         "Lanczos upscale, 0 (Lanczos) to 1 (Real-ESRGAN alone); default 0.25",
     )
     g.add_argument("--engine", choices=ENGINES, default="classical")
+    g.add_argument(
+        "--depth-view",
+        action="store_true",
+        help="write the depth the render would use instead of the bokeh: near warm, far dark, "
+        "the focal plane green",
+    )
     g = p.add_argument_group(
         "magicbokeh engine (blur from the lens as for classical, or --strength K: the "
         "official K, 0–32; with --reference K defaults to 32)"
@@ -236,6 +255,23 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save-float", metavar="FILE.npy", help="also write float32 H×W×3 in [0, 1]")
 
 
+def _focus_range(args: argparse.Namespace) -> FocusRange | None:
+    if args.focus_range is None:
+        return None
+    others = [
+        flag
+        for flag, value in (
+            ("--focus-point", args.focus_point),
+            ("--focus-distance", args.focus_distance),
+            ("--focus-disparity", args.focus_disparity),
+        )
+        if value is not None
+    ]
+    if others:
+        raise BokehkitError(f"--focus-range sets the focus: drop {', '.join(others)}")
+    return parse_focus_range(args.focus_range)
+
+
 def _settings(args: argparse.Namespace) -> RenderSettings:
     metric = args.depth_units != "relative"
     return RenderSettings(
@@ -249,6 +285,8 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
         focus_point=args.focus_point,
         focus_distance_m=args.focus_distance,
         focus_disparity=args.focus_disparity,
+        focus_range=_focus_range(args),
+        blur_mask_path=args.blur_mask,
         f_number=args.aperture,
         focal_length_mm=args.focal_length,
         sensor_width_mm=args.sensor_width,
@@ -290,7 +328,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
             "--reference, --seed and --save-float are for --engine magicbokeh --reference"
         )
     bar = ProgressBar(enabled=not args.quiet)
-    report = render_file(inp, out, _settings(args), Progress(bar))
+    view = "depth" if args.depth_view else "bokeh"
+    report = render_file(inp, out, _settings(args), Progress(bar), view=view)
     if not args.quiet:
         for line in report.lines():
             print(line)

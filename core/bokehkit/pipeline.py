@@ -15,6 +15,7 @@ import numpy as np
 
 from . import depth as depth_mod
 from . import focus as focus_mod
+from . import refine
 from .aperture import Aperture
 from .errors import BokehkitError
 from .grain import add_grain, estimate_noise
@@ -27,6 +28,7 @@ from .imageio import (
     load_image,
     save_image,
 )
+from .maps import max_code, read_map
 from .optics import DEFAULT_FOCAL_LENGTH_MM, FULL_FRAME_WIDTH_MM, Lens, strength_k
 from .progress import Progress
 from .renderers import RenderJob, get_renderer
@@ -50,6 +52,9 @@ class RenderSettings:
     focus_mask_path: str | None = None
     focus_mask: np.ndarray | None = None  # library callers may pass the mask itself
     focus_point: tuple[float, float] | None = None
+    focus_range: refine.FocusRange | None = None  # a depth band kept sharp, not one plane
+    blur_mask_path: str | None = None  # refine brush: white = more blur
+    blur_mask: np.ndarray | None = None
     focus_distance_m: float | None = None
     focus_disparity: float | None = None
     f_number: float = 2.0
@@ -102,8 +107,10 @@ def render_file(
     output_path: str | os.PathLike,
     settings: RenderSettings,
     progress: Progress | None = None,
+    view: str = "bokeh",
 ) -> RenderReport:
-    """Render `input_path` into `output_path` (written atomically, only when all went well)."""
+    """Render `input_path` into `output_path` (written atomically, only when all went well);
+    view="depth" writes the depth view (render_depth_view) instead of the bokeh."""
     progress = progress or Progress()
     output_path = Path(output_path)
     if Path(input_path).resolve() == output_path.resolve():
@@ -113,12 +120,28 @@ def render_file(
     format_for_path(output_path)  # an unknown extension fails now, not after the render
     progress.update(0.0, "reading the photo")
     image = load_image(input_path)
-    linear, report = render_image(image, settings, progress.span(0.02, 0.95))
+    linear, report, factor = render_view(image, settings, progress.span(0.02, 0.95), view)
     progress.update(0.96, "writing the result")
-    encoded, alpha = encode_result(image, linear, settings.sr_factor)
+    encoded, alpha = encode_result(image, linear, factor)
     save_image(output_path, encoded, alpha, image.encoding)
     progress.update(1.0, "done")
     return report
+
+
+#: What a render can produce: the bokeh, or the depth it would use (depth_view.py).
+VIEWS = ("bokeh", "depth")
+
+
+def render_view(
+    image: LoadedImage, settings: RenderSettings, progress: Progress, view: str = "bokeh"
+) -> tuple[np.ndarray, RenderReport, int]:
+    """The bokeh (render_image) or the depth view; linear RGB, report, and the factor the
+    output is enlarged by (the depth view is never enlarged)."""
+    if view == "depth":
+        return (*render_depth_view(image, settings, progress), 1)
+    if view != "bokeh":
+        raise BokehkitError(f"unknown view {view!r}: choose one of {', '.join(VIEWS)}")
+    return (*render_image(image, settings, progress), settings.sr_factor)
 
 
 def render_image(
@@ -134,43 +157,8 @@ def render_image(
 
     # The renderer first: a missing model fails now, before any depth or subject work.
     renderer = get_renderer(settings.engine, **settings.engine_options)
-
-    # Focus mask first: it may also stand in for missing depth.
-    mask = _focus_mask(settings, width, height)
-    subject = _auto_subject(image, mask, settings, report, progress)
-
-    # Depth: the given map, else the depth the phone recorded in the photo, else an
-    # installed depth model's estimate, else the fallback built around the focus region.
-    depth = _given_depth(image, settings, width, height)
-    if depth is None and settings.embedded_depth:
-        depth = _embedded_depth(image, width, height, report)
-    if depth is None and settings.depth_model:
-        depth = _model_depth(
-            image, width, height, report, progress.span(0.0, 0.04), settings.depth_model_id,
-            _depth_preference(settings.engine),
-        )  # fmt: skip
-    if depth is None:
-        if settings.focus_distance_m is not None:
-            raise BokehkitError("--focus-distance needs a metric depth map (--depth FILE)")
-        region = mask if mask is not None else subject
-        depth = depth_mod.fallback_depth(width, height, region, settings.focus_point)
-    report.depth_source = depth.source
-
-    # Focus.
-    focus = _choose_focus(depth, mask, settings, subject)
-    report.focus_source = focus.source
-
-    # Optics: blur radius per pixel, at the source size (scaled with the image for SR).
-    focal_mm, focal_from = _focal_length(image, settings)
-    lens = Lens(settings.f_number, focal_mm, settings.sensor_width_mm)
-    coc = _signed_coc(depth, focus, lens, settings, width, report)
-    report.focal_length = f"{focal_mm:g} mm ({focal_from}), f/{settings.f_number:g}"
-    if mask is not None:
-        coc *= 1.0 - mask  # painted pixels stay sharp
-    max_coc = MAX_COC_FRACTION * max(width, height)
-    if np.abs(coc).max(initial=0.0) > max_coc:
-        report.notes.append(f"note: blur limited to a radius of {max_coc * factor:.0f} px")
-        np.clip(coc, -max_coc, max_coc, out=coc)
+    plan = plan_blur(image, settings, progress, report)
+    mask, depth, focus, coc = plan.mask, plan.depth, plan.focus, plan.coc
     progress.update(0.05, "preparing")
 
     # Highlight recovery and grain are the classical renderer's: MagicBokeh takes the
@@ -216,6 +204,91 @@ def render_image(
     report.output_size = (width * factor, height * factor)
     report.seconds = time.perf_counter() - started
     return out, report
+
+
+@dataclass
+class BlurPlan:
+    """What the render needs before any pixel is blurred: the focus mask, the depth (after
+    the Blur mask moved its painted pixels), the focal plane and each pixel's blur radius."""
+
+    mask: np.ndarray | None
+    depth: depth_mod.DepthMap
+    focus: focus_mod.Focus
+    coc: np.ndarray  # signed blur radius in source pixels, positive in front
+
+
+def plan_blur(
+    image: LoadedImage, settings: RenderSettings, progress: Progress, report: RenderReport
+) -> BlurPlan:
+    """Focus mask, depth, focal plane (or band) and blur radii at the source size."""
+    width, height = image.size
+    # Focus mask first: it may also stand in for missing depth.
+    mask = _focus_mask(settings, width, height)
+    subject = _auto_subject(image, mask, settings, report, progress)
+
+    # Depth: the given map, else the depth the phone recorded in the photo, else an
+    # installed depth model's estimate, else the fallback built around the focus region.
+    depth = _given_depth(image, settings, width, height)
+    if depth is None and settings.embedded_depth:
+        depth = _embedded_depth(image, width, height, report)
+    if depth is None and settings.depth_model:
+        depth = _model_depth(
+            image, width, height, report, progress.span(0.0, 0.04), settings.depth_model_id,
+            _depth_preference(settings.engine),
+        )  # fmt: skip
+    if depth is None:
+        if settings.focus_distance_m is not None:
+            raise BokehkitError("--focus-distance needs a metric depth map (--depth FILE)")
+        region = mask if mask is not None else subject
+        depth = depth_mod.fallback_depth(width, height, region, settings.focus_point)
+    report.depth_source = depth.source
+
+    # Focus: one plane, or the band a focus range keeps sharp.
+    focus = _choose_focus(depth, mask, settings, subject)
+    band = (focus.inverse_depth, focus.inverse_depth)
+    if settings.focus_range is not None:
+        band = refine.band_disparity(depth.inverse_depth, depth.metric, settings.focus_range)
+        focus = focus_mod.Focus(0.5 * (band[0] + band[1]), settings.focus_range.describe())
+    report.focus_source = focus.source
+
+    blur = _blur_mask(settings, width, height)
+    if blur is not None:  # the refine brush: painted pixels away from the focal plane
+        moved = refine.push_away(depth.inverse_depth, band, blur)
+        depth = depth_mod.DepthMap(moved, depth.metric, depth.source)
+        report.notes.append("blur mask: painted areas pushed away from the focal plane")
+
+    # Optics: blur radius per pixel, at the source size (scaled with the image for SR).
+    focal_mm, focal_from = _focal_length(image, settings)
+    lens = Lens(settings.f_number, focal_mm, settings.sensor_width_mm)
+    coc = _signed_coc(depth, focus, band, lens, settings, width, report)
+    report.focal_length = f"{focal_mm:g} mm ({focal_from}), f/{settings.f_number:g}"
+    if mask is not None:
+        coc *= 1.0 - mask  # painted pixels stay sharp
+    max_coc = MAX_COC_FRACTION * max(width, height)
+    if np.abs(coc).max(initial=0.0) > max_coc:
+        limit = max_coc * settings.sr_factor
+        report.notes.append(f"note: blur limited to a radius of {limit:.0f} px")
+        np.clip(coc, -max_coc, max_coc, out=coc)
+    return BlurPlan(mask, depth, focus, coc)
+
+
+def render_depth_view(
+    image: LoadedImage, settings: RenderSettings, progress: Progress | None = None
+) -> tuple[np.ndarray, RenderReport]:
+    """The depth the render would use, coloured near to far with the focal plane marked
+    (depth_view.py), as linear RGB at the source size; no renderer runs."""
+    from .depth_view import depth_view
+
+    progress = progress or Progress()
+    started = time.perf_counter()
+    report = RenderReport()
+    plan = plan_blur(image, settings, progress, report)
+    report.max_coc_px = float(np.abs(plan.coc).max(initial=0.0))
+    report.output_size = image.size
+    report.notes.append("output: the depth view (near warm, far dark, focal plane green)")
+    view = depth_view(plan.depth.inverse_depth, plan.coc)
+    report.seconds = time.perf_counter() - started
+    return view, report
 
 
 def _given_depth(image: LoadedImage, settings: RenderSettings, width: int, height: int):
@@ -334,6 +407,25 @@ def _focus_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray
     return None
 
 
+def _blur_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray | None:
+    """The Blur refine brush in [0, 1]; None when none was given or nothing is painted on it
+    (an empty Blur channel changes nothing, it is no error)."""
+    if settings.blur_mask is not None:
+        blur, where = np.asarray(settings.blur_mask, dtype=np.float32), "blur mask"
+    elif settings.blur_mask_path:
+        blur, where = read_map(settings.blur_mask_path, "blur mask"), settings.blur_mask_path
+        blur = blur / max_code(blur)
+    else:
+        return None
+    if blur.shape != (height, width):
+        raise BokehkitError(
+            f"{where} is {blur.shape[1]}×{blur.shape[0]} but the image is {width}×{height}: "
+            "paint the blur mask on the image itself"
+        )
+    blur = np.clip(np.nan_to_num(blur.astype(np.float32, copy=False)), 0.0, 1.0)
+    return blur if float(blur.max(initial=0.0)) >= focus_mod.EMPTY_MASK_LEVEL else None
+
+
 def _auto_subject(image, mask, settings: RenderSettings, report, progress) -> np.ndarray | None:
     """ISNet's soft subject mask when nothing says where to focus; None (with a note saying
     why) otherwise. Never downloads: a missing model only earns the install command.
@@ -402,8 +494,9 @@ def _focal_length(image: LoadedImage, settings: RenderSettings) -> tuple[float, 
     return DEFAULT_FOCAL_LENGTH_MM, "default"
 
 
-def _signed_coc(depth, focus, lens: Lens, settings, width: int, report) -> np.ndarray:
-    """Blur radius in px, positive in front of the focal plane (see optics.py for the model)."""
+def _signed_coc(depth, focus, band, lens: Lens, settings, width: int, report) -> np.ndarray:
+    """Blur radius in px, positive in front of the focal plane, zero inside the focal band
+    (see optics.py for the model)."""
     if settings.strength is not None:
         k = float(settings.strength)
         if k < 0:
@@ -413,7 +506,7 @@ def _signed_coc(depth, focus, lens: Lens, settings, width: int, report) -> np.nd
     else:
         k = strength_k(lens, width, focus.inverse_depth)
     report.strength_k = k
-    coc = depth.inverse_depth - np.float32(focus.inverse_depth)
+    coc = refine.signed_distance_from_band(depth.inverse_depth, band)
     coc *= np.float32(k)
     return coc
 
