@@ -241,7 +241,7 @@ def test_gimp_registers_upscaler_and_detail_arguments(gimp_plugin):
     assert choices["upscaler"][4] == "classical"
     # arguments are added in schema order; the new ones come last (positional callers)
     names = [c.args[0] for c in proc.method_calls]
-    assert names[-2:] == ["upscaler", "sr-detail"]
+    assert names[-5:] == ["upscaler", "sr-detail", "focus-near", "focus-far", "output"]
 
 
 def test_gimp_pixel_formats(gimp_plugin):

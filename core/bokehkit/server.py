@@ -11,6 +11,7 @@ import base64
 import ctypes
 import hmac
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -32,12 +33,14 @@ from . import rawbuffer as rb
 from .errors import BokehkitError
 from .imageio import LoadedImage, encode_linear
 from .pipeline import (
+    VIEWS,
     RenderReport,
     RenderSettings,
     encode_result,  # the same write-back as `bokehkit render`
-    render_image,
+    render_view,
 )
 from .progress import Cancelled, Progress
+from .refine import FocusRange, check_focus_range
 from .sr import realesrgan
 
 log = logging.getLogger("bokehkit.server")
@@ -46,7 +49,7 @@ PREVIEW_MAX_PX = 512
 PARENT_POLL_S = 0.5
 # Progress lines are throttled: a 12 MP render has hundreds of tiles.
 PROGRESS_INTERVAL_S = 0.1
-FOCUS_SOURCES = ("mask", "point", "auto")
+FOCUS_SOURCES = ("mask", "point", "auto", "range")
 UPSCALERS = ("classical", "realesrgan")
 
 
@@ -61,6 +64,7 @@ class Inputs:
     like: rb.RawBuffer
     mask: np.ndarray | None = None
     depth_path: str | None = None
+    blur: np.ndarray | None = None  # the Blur refine brush (white = more blur)
 
 
 def _buffer(request: dict, key: str, job_dir: Path | None) -> rb.RawBuffer | None:
@@ -88,6 +92,9 @@ def load_inputs(request: dict, scratch: Path) -> Inputs:
     mask_buf = _buffer(request, "mask", job_dir)
     if mask_buf is not None:
         inputs.mask = rb.mask_from_buffer(mask_buf)
+    blur_buf = _buffer(request, "blur", job_dir)
+    if blur_buf is not None:
+        inputs.blur = rb.mask_from_buffer(blur_buf)
     depth_buf = _buffer(request, "depth", job_dir)
     if depth_buf is not None:
         path = scratch / "depth.npy"
@@ -117,11 +124,12 @@ def shrink(inputs: Inputs, max_px: int) -> Inputs:
         a = resize_plane(image.alpha.astype(np.float32), nw, nh)
         full = float(np.iinfo(image.alpha.dtype).max) if image.alpha.dtype.kind == "u" else 1.0
         alpha = np.clip(np.rint(a) if full > 1 else a, 0, full).astype(image.alpha.dtype)
-    mask = None
-    if inputs.mask is not None:
-        mask = np.clip(resize_plane(inputs.mask, nw, nh), 0.0, 1.0)
+
+    def plane(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else np.clip(resize_plane(values, nw, nh), 0.0, 1.0)
+
     small = LoadedImage(linear, alpha, encoded, encoding)
-    return Inputs(small, inputs.like, mask, inputs.depth_path)
+    return Inputs(small, inputs.like, plane(inputs.mask), inputs.depth_path, plane(inputs.blur))
 
 
 def _num(params: dict, name: str, default: float) -> float:
@@ -160,6 +168,7 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
         )
     if settings.upscaler == "realesrgan":  # the classical upscaler takes no options
         settings.upscaler_options = {"detail": sr_detail}
+    settings.blur_mask = getattr(inputs, "blur", None)
     if focus_source == "mask":
         if inputs.mask is None:
             raise BokehkitError(
@@ -167,6 +176,10 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
                 "(selection or mask) or choose point or auto focus"
             )
         settings.focus_mask = inputs.mask
+    elif focus_source == "range":
+        # fractions of the photo's depth, 0 = nearest: the dialog's two handles
+        near, far = _num(params, "focus_near", 0.0), _num(params, "focus_far", 0.0)
+        settings.focus_range = check_focus_range(FocusRange(near, far))
     elif focus_source == "point":
         # focus_x/focus_y are fractions of the image, so they survive preview downscaling.
         w, h = inputs.image.size
@@ -179,11 +192,15 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
 def render_inputs(
     inputs: Inputs, params: dict, progress: Progress
 ) -> tuple[np.ndarray, np.ndarray | None, RenderReport]:
-    """Render; returns code values (RGB order), alpha and the report."""
+    """Render the bokeh, or the depth view (params "output": "depth"); returns code values
+    (RGB order), alpha and the report."""
     settings = settings_from_params(params, inputs)
-    linear, report = render_image(inputs.image, settings, progress)
+    view = {"bokeh": "bokeh", "depth": "depth"}.get(params.get("output", "bokeh"))
+    if view is None:
+        raise BokehkitError(f"output must be one of {', '.join(VIEWS)}, not {params['output']!r}")
+    linear, report, factor = render_view(inputs.image, settings, progress, view)
     progress.update(1.0, "writing the result")
-    encoded, alpha = encode_result(inputs.image, linear, settings.sr_factor)
+    encoded, alpha = encode_result(inputs.image, linear, factor)
     return encoded, alpha, report
 
 
@@ -193,10 +210,47 @@ def realesrgan_status(store: str | Path | None = None) -> dict:
     return {"available": True} if available else {"available": False, "reason": reason}
 
 
+def depth_status() -> dict:
+    """Whether renders get depth from a model (the ping's "depth"): without one, and without
+    a depth map, the blur is graded by distance from the focus region (depth.fallback_depth)
+    and the plug-ins say so before rendering."""
+    from .models import installed_path
+    from .pipeline import DEPTH_MODEL_IDS
+
+    for model_id in DEPTH_MODEL_IDS:
+        try:
+            if installed_path(model_id) is not None:
+                return {"available": True, "model": model_id}
+        except (BokehkitError, KeyError):
+            continue
+    return {
+        "available": False,
+        "reason": "no depth model is installed",
+        "install": DEPTH_MODEL_IDS[-1],  # the smallest: the quickest download
+    }
+
+
+def subject_status() -> dict:
+    """Whether "auto" focus finds the subject (ISNet) or takes the image centre."""
+    from . import subject
+
+    if subject.model_path() is None:
+        return {"available": False, "reason": "ISNet is not installed", "install": subject.MODEL_ID}
+    if importlib.util.find_spec("onnxruntime") is None:
+        return {"available": False, "reason": "ISNet needs onnxruntime in the engine"}
+    return {"available": True}
+
+
 def engines_status() -> dict:
     """Which renderers (and learned upscaler: "realesrgan") this engine can run, with what
-    to install for the others."""
-    engines = {"classical": {"available": True}, "realesrgan": realesrgan_status()}
+    to install for the others; also whether it has depth ("depth") and finds the subject
+    for auto focus ("subject")."""
+    engines = {
+        "classical": {"available": True},
+        "realesrgan": realesrgan_status(),
+        "depth": depth_status(),
+        "subject": subject_status(),
+    }
     module = "bokehkit.renderers.magicbokeh"
     try:
         magicbokeh = importlib.import_module(module)  # the torch path pulls in torch: only here

@@ -275,16 +275,18 @@ class EngineClient:
         cancel_event: threading.Event | None = None,
         preview: bool = False,
         preview_max_px: int = 512,
+        blur: RawImage | None = None,
     ) -> RenderResult:
         """Render and return the result (same format as `image`). Blocks; raises
-        Cancelled once `cancel_event` is set, EngineError, EngineBusy."""
+        Cancelled once `cancel_event` is set, EngineError, EngineBusy. `blur` is the Blur
+        refine brush (white = more blur)."""
         request = {
             "type": "render",
             "params": params,
             "preview": preview,
             "preview_max_px": preview_max_px,
         }
-        with self._job(request, image, mask, depth) as (job_id, folder):
+        with self._job(request, image, mask, depth, blur) as (job_id, folder):
             event = self._wait(job_id, ("result",), on_progress, cancel_event)
             name = os.path.basename(str(event.get("file", "")))
             try:
@@ -300,17 +302,21 @@ class EngineClient:
         mask: RawImage | None = None,
         depth: RawImage | None = None,
         cancel_event: threading.Event | None = None,
+        blur: RawImage | None = None,
+        context: dict | None = None,
     ) -> dict | None:
         """Show the parameter dialog in the engine (for hosts without Qt, i.e. GIMP); the
-        chosen params, or None when the user cancelled it."""
-        with self._job({"type": "dialog", "params": params}, image, mask, depth) as (job_id, _):
+        chosen params, or None when the user cancelled it. `context` tells the dialog about
+        the host (dialog.DialogContext: where the mask comes from, the host's colours...)."""
+        request = {"type": "dialog", "params": params, "context": context or {}}
+        with self._job(request, image, mask, depth, blur) as (job_id, _):
             done = ("dialog_result", "dialog_cancelled")
             event = self._wait(job_id, done, None, cancel_event)
         return event.get("params") if event["type"] == "dialog_result" else None
 
     # ---------------------------------------------------------------- job plumbing
     @contextmanager
-    def _job(self, request: dict, image, mask, depth):
+    def _job(self, request: dict, image, mask, depth, blur=None):
         """Claim the engine, write the buffers into a fresh job folder, send the request;
         the folder is removed and the engine freed whatever happens."""
         self._claim()
@@ -319,7 +325,8 @@ class EngineClient:
                 self.start()
                 job_id = f"J{next(self._ids)}"
                 request.update(id=job_id, job_dir=folder)
-                for key, buf in (("image", image), ("mask", mask), ("depth", depth)):
+                buffers = (("image", image), ("mask", mask), ("depth", depth), ("blur", blur))
+                for key, buf in buffers:
                     request[key] = None
                     if buf is not None:
                         rawbuffer.write(os.path.join(folder, f"{key}.bkraw"), buf)

@@ -25,6 +25,14 @@ class Param:
     extra_values: tuple = field(default=())  # allowed outside the range (0 = "auto" etc.)
 
 
+#: "Auto" focus says what it will focus on: the ping tells whether the engine finds the
+#: subject (ISNet) ("subject" available: True/False); None = not known yet.
+AUTO_LABELS = {
+    None: "Auto (subject, else centre)",
+    True: "Auto (the subject)",
+    False: "Auto (image centre)",
+}
+
 SCHEMA: tuple[Param, ...] = (
     Param(
         "aperture", "float", 2.0, "Aperture (f-number)",
@@ -42,10 +50,12 @@ SCHEMA: tuple[Param, ...] = (
     ),
     Param(
         "focus_source", "choice", "mask", "Focus on",
-        "What stays sharp: the painted mask or selection, a point you click, or auto "
-        "(the image centre).",
-        choices=("mask", "point", "auto"),
-        choice_labels=("Painted mask", "Point (click the preview)", "Auto (image centre)"),
+        "What stays sharp: the painted mask or selection, a point you click, auto (the "
+        "subject the engine finds, else the image centre), or a band of depth.",
+        choices=("mask", "point", "auto", "range"),
+        choice_labels=(
+            "Painted mask", "Point (click the preview)", AUTO_LABELS[None], "Depth range",
+        ),
     ),
     Param(
         "focus_x", "float", 0.5, "Focus point x",
@@ -90,6 +100,22 @@ SCHEMA: tuple[Param, ...] = (
         "sr_detail", "float", 0.25, "AI detail",
         "How much of Real-ESRGAN's own detail is kept: 0 = a Lanczos upscale, 1 = the "
         "network alone: crisper, but it invents detail, e.g. in faces.", 0.0, 1.0,
+    ),
+    Param(
+        "focus_near", "float", 0.3, "Sharp from",
+        "With focus on a depth range: where the sharp band starts, 0 = the nearest point of "
+        "the photo, 1 = the farthest.", 0.0, 1.0,
+    ),
+    Param(
+        "focus_far", "float", 0.5, "Sharp to",
+        "With focus on a depth range: where the sharp band ends, 0 = the nearest point of "
+        "the photo, 1 = the farthest.", 0.0, 1.0,
+    ),
+    Param(
+        "output", "choice", "bokeh", "Output",
+        "The bokeh, or the depth the engine uses (near warm, far dark, the focal plane "
+        "green) as a layer to check and paint Focus/Blur over.",
+        choices=("bokeh", "depth"), choice_labels=("Bokeh", "Depth view"),
     ),
 )  # fmt: skip
 
@@ -140,4 +166,9 @@ def validate(params: dict | None) -> dict:
     out = defaults()
     for name, value in params.items():
         out[name] = _check(BY_NAME[name], value)
+    if out["focus_source"] == "range" and out["focus_near"] > out["focus_far"]:
+        raise ParamError(
+            f"Depth range: sharp from {out['focus_near']:g} must not lie beyond "
+            f"sharp to {out['focus_far']:g} (0 = nearest, 1 = farthest)"
+        )
     return out
