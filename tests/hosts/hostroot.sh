@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# tests/hosts/hostroot.sh -- a Debian 13 (trixie) root in a folder, built with debootstrap,
-# in which the real GIMP 3.0 (GEGL 0.4.62) and Krita 5.2 run, batch or under Xvfb.
+# tests/hosts/hostroot.sh -- a Debian root in a folder, built with debootstrap, in which the
+# real GIMP 3 and Krita run, batch or under Xvfb. One root per suite, one shared .deb cache:
+#   trixie        Debian 13: GIMP 3.0.4, Krita 5.2.9 (PyQt5), Python 3.13
+#   sid           unstable: GIMP 3.2.x, Krita 5.3.x (PyQt5)
+#   experimental  sid + experimental's Krita 6.0.x (Qt6, PyQt6); no GIMP
 # Our host tests and benchmarks use it to run bokehkit against the real applications.
 #
-#   tests/hosts/hostroot.sh setup        build the root, or reuse it (idempotent)
-#   tests/hosts/hostroot.sh run CMD...   run CMD inside the root (builds it first if needed):
+#   tests/hosts/hostroot.sh [--suite SUITE] setup       build the root, or reuse it (idempotent)
+#   tests/hosts/hostroot.sh [--suite SUITE] run CMD...  run CMD inside the root (builds it first):
 #                                          /bokehkit  this repository, read-only
 #                                          /job       $JOB_DIR, writable (a scratch tmpfs if unset)
 #                                          cwd=/job, clean environment, $HOME=/root
-#   tests/hosts/hostroot.sh status       prints "ready" (exit 0) or "hostroot: unavailable: ..." (exit 77)
-#   tests/hosts/hostroot.sh umount       unmount anything left mounted under the root
+#   tests/hosts/hostroot.sh [--suite SUITE] status      "ready" (exit 0) or "hostroot: unavailable: ..." (77)
+#   tests/hosts/hostroot.sh [--suite SUITE] versions    the GIMP, Krita, Python and Qt binding versions inside
+#   tests/hosts/hostroot.sh [--suite SUITE] umount      unmount anything left mounted under the root
 #
 # When the root cannot be had (not root, no debootstrap, no network...) it prints
 # "hostroot: unavailable: <reason>" and exits 77 (the usual "skip" code), so callers
 # can skip instead of failing.
 #
 # Environment (defaults):
-#   HOSTROOT=/var/cache/bokehkit-hostroot/root        the root filesystem
-#   HOSTROOT_CACHE=/var/cache/bokehkit-hostroot/debs  .deb cache, kept between builds
-#   HOSTROOT_MIRROR=<host's Debian mirror>  HOSTROOT_SUITE=trixie
+#   HOSTROOT_SUITE=trixie                   the suite when --suite is not given
+#   HOSTROOT_BASE=/var/cache/bokehkit-hostroot  where the roots and the cache live:
+#   HOSTROOT=$HOSTROOT_BASE/root            the trixie root (others: $HOSTROOT_BASE/root-<suite>)
+#   HOSTROOT_CACHE=$HOSTROOT_BASE/debs      .deb cache, kept between builds, shared by the roots
+#   HOSTROOT_MIRROR=<host's Debian mirror>
 #   HOSTROOT_EXTRA_PKGS=""                  more packages to install in the root
 #   HOSTROOT_USER=root                      run: user inside the root (or "bokeh", uid 1000;
 #                                           then $JOB_DIR must be writable by uid 1000)
@@ -34,15 +40,28 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
 REPO=${BOKEHKIT_SRC:-$(cd "$HERE/../.." && pwd)}
-ROOT=$(realpath -m "${HOSTROOT:-/var/cache/bokehkit-hostroot/root}")
-CACHE=$(realpath -m "${HOSTROOT_CACHE:-/var/cache/bokehkit-hostroot/debs}")
 SUITE=${HOSTROOT_SUITE:-trixie}
+if [ "${1:-}" = --suite ]; then SUITE=${2:?--suite needs a suite}; shift 2; fi
+export HOSTROOT_SUITE=$SUITE                 # for the re-exec in the namespace
+# --no-install-recommends: python3-pyqt5/6 is only a Recommends of krita but pykrita needs
+# it; xauth for xvfb-run, imagemagick for screenshots (import), python3-pil to read PNGs,
+# xdotool to drive the GUIs with the mouse.
+TOOLS="xvfb xauth imagemagick python3-pil python3-numpy xdotool"
+GIMP_PKGS="gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4"
+case $SUITE in
+  trixie|sid)   BASE_SUITE=$SUITE; EXTRA_SUITE=;  PKGS="$GIMP_PKGS krita python3-pyqt5 $TOOLS" ;;
+  # Krita 6 is only in experimental; apt takes the rest from sid (-t experimental: the
+  # Qt6 and PyQt6 builds it needs where experimental has newer ones)
+  experimental) BASE_SUITE=sid; EXTRA_SUITE=experimental; PKGS="krita python3-pyqt6 $TOOLS" ;;
+  *) printf 'hostroot: ERROR: unknown suite %s (trixie, sid or experimental)\n' "$SUITE" >&2; exit 2 ;;
+esac
+BASE=${HOSTROOT_BASE:-/var/cache/bokehkit-hostroot}
+if [ "$SUITE" = trixie ]; then ROOT=$(realpath -m "${HOSTROOT:-$BASE/root}")
+else ROOT=$(realpath -m "$BASE/root-$SUITE"); fi
+CACHE=$(realpath -m "${HOSTROOT_CACHE:-$BASE/debs}")
 LOCK=$ROOT.lock
-# --no-install-recommends: python3-pyqt5 is only a Recommends of krita but pykrita needs it;
-# xauth for xvfb-run, imagemagick for screenshots (import), python3-pil to read PNGs.
-PKGS="gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4 python3-numpy
-      krita python3-pyqt5 xvfb xauth imagemagick python3-pil ${HOSTROOT_EXTRA_PKGS:-}"
-PKGS=$(echo $PKGS)                          # one line, single spaces
+CACHE_LOCK=$CACHE.lock                       # roots share the cache: one apt at a time
+PKGS=$(echo $PKGS ${HOSTROOT_EXTRA_PKGS:-})  # one line, single spaces
 READY=$ROOT/.bokehkit-hostroot-ready        # holds $PKGS once everything is installed
 BOOTSTRAPPED=$ROOT/.bokehkit-hostroot-bootstrap-done
 PASSENV="GEGL_THREADS GEGL_SWAP GEGL_CACHE_SIZE GEGL_TILE_SIZE OMP_NUM_THREADS ${HOSTROOT_PASSENV:-}"
@@ -51,7 +70,10 @@ log()         { printf 'hostroot: %s\n' "$*" >&2; }
 die()         { printf 'hostroot: ERROR: %s\n' "$*" >&2; exit 1; }
 unavailable() { printf 'hostroot: unavailable: %s\n' "$*"; exit 77; }
 
-is_ready() { [ -f "$READY" ] && [ "$(cat "$READY")" = "$PKGS" ]; }
+is_ready() {   # every package we need is in the ready list (another checkout may want more)
+  [ -f "$READY" ] || return 1
+  local p; for p in $PKGS; do grep -qw -- "$p" "$READY" || return 1; done
+}
 
 # why we can't build or use a root here, or nothing
 check_host() {
@@ -133,7 +155,7 @@ host_debootstrap() {   # debootstrap on the host, installed if missing
     { apt-get update -q && apt-get install -y -q debootstrap; } >&2 \
       || unavailable "debootstrap is missing and could not be installed"
   fi
-  [ -e "/usr/share/debootstrap/scripts/$SUITE" ] || unavailable "debootstrap knows no suite '$SUITE'"
+  [ -e "/usr/share/debootstrap/scripts/$BASE_SUITE" ] || unavailable "debootstrap knows no suite '$BASE_SUITE'"
   ls /usr/share/keyrings/debian-archive-keyring.gpg >/dev/null 2>&1 \
     || apt-get install -y -q debian-archive-keyring >&2 || unavailable "no Debian archive keyring"
 }
@@ -142,6 +164,7 @@ ns_setup() {   # runs in the private namespace, with the lock held
   local t0=$SECONDS
   renice -n 10 $$ >/dev/null 2>&1 || true    # shared machine: unpacking is CPU-heavy
   mkdir -p "$CACHE/debootstrap" "$CACHE/apt/partial"
+  exec 8>"$CACHE_LOCK"; flock 8                # other suites' setups wait for the cache
   if [ ! -e "$BOOTSTRAPPED" ]; then
     host_debootstrap
     have_network || unavailable "no network (cannot reach $(mirror))"
@@ -149,31 +172,47 @@ ns_setup() {   # runs in the private namespace, with the lock held
       findmnt -rn -o TARGET | grep -q "^$ROOT/" && die "$ROOT has mounts; run '$0 umount' first"
       log "removing incomplete $ROOT"; rm -rf --one-file-system "$ROOT"
     fi
-    log "debootstrap --variant=minbase $SUITE $ROOT $(mirror)"
-    debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" "$SUITE" "$ROOT" "$(mirror)" >&2 \
+    log "debootstrap --variant=minbase $BASE_SUITE $ROOT $(mirror)"
+    debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" "$BASE_SUITE" "$ROOT" "$(mirror)" >&2 \
       || { have_network || unavailable "no network (debootstrap failed)"; die "debootstrap failed"; }
     touch "$BOOTSTRAPPED"
   fi
-  # no daemons in the root; keep .debs; never pull Recommends
+  # no daemons in the root; keep .debs; never pull Recommends; a mirror that is a dated
+  # snapshot serves sid/experimental Release files past their Valid-Until: take them anyway
   printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"; chmod 755 "$ROOT/usr/sbin/policy-rc.d"
-  printf 'APT::Install-Recommends "false";\nAPT::Keep-Downloaded-Packages "true";\nDpkg::Options { "--force-unsafe-io"; };\n' \
+  printf 'APT::Install-Recommends "false";\nAPT::Keep-Downloaded-Packages "true";\nDpkg::Options { "--force-unsafe-io"; };\nAcquire::Check-Valid-Until "false";\n' \
     > "$ROOT/etc/apt/apt.conf.d/90bokehkit"
+  local was_ready=""; [ -f "$READY" ] && was_ready=$(cat "$READY")
   if ! pkgs_installed; then
     rm -f "$READY"
     have_network || unavailable "no network (cannot reach $(mirror))"
     mount_base
     mnt "$ROOT/var/cache/apt/archives" --bind "$CACHE/apt"
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
-    log "apt-get install $PKGS"
-    in_root apt-get update -q >&2 || unavailable "apt-get update failed in the root (network?)"
-    in_root apt-get install -y -q $PKGS >&2 || die "apt-get install failed"
+    local target=()
+    if [ -n "$EXTRA_SUITE" ]; then
+      echo "deb $(mirror) $EXTRA_SUITE main" > "$ROOT/etc/apt/sources.list.d/$EXTRA_SUITE.list"
+      target=(-t "$EXTRA_SUITE")
+    fi
+    log "apt-get install ${target[*]} $PKGS"
+    local update_log; update_log=$(mktemp)
+    if ! in_root apt-get update -q 2>&1 | tee "$update_log" >&2 || grep -q '^E:' "$update_log"; then
+      local why; why=$(grep -m1 '^E:' "$update_log" || echo "network?"); rm -f "$update_log"
+      have_network || unavailable "apt-get update failed in the root: $why"
+      die "apt-get update failed in the root: $why"
+    fi
+    rm -f "$update_log"
+    in_root apt-get install -y -q "${target[@]}" $PKGS >&2 || die "apt-get install failed"
     rm -f "$ROOT"/var/cache/apt/*.bin              # apt's package cache, rebuilt on demand
     umount_ours
   fi
   # an unprivileged user for runs that want one (HOSTROOT_USER=bokeh)
   in_root id -u bokeh >/dev/null 2>&1 || in_root useradd -m -u 1000 -s /bin/bash bokeh
   mkdir -p "$ROOT/bokehkit" "$ROOT/job"
-  echo "$PKGS" > "$READY"
+  # keep what other checkouts installed in the list, so that each sees its own set ready
+  echo "$was_ready $PKGS" | tr ' ' '\n' | sort -u | xargs > "$READY.new"
+  mv "$READY.new" "$READY"
+  flock -u 8
   log "ready: $ROOT ($(root_mb) MB; .deb cache $(du -sm "$CACHE" | cut -f1) MB; $((SECONDS - t0)) s)"
 }
 
@@ -224,7 +263,7 @@ ns_run() {   # runs in the private namespace (or under an exclusive lock in the 
 # ------------------------------------------------------------------ main
 cmd=${1:-}; shift || true
 case $cmd in
-  setup|run|status)
+  setup|run|status|versions)
     why=$(check_host); [ -z "$why" ] || unavailable "$why" ;;
 esac
 case $cmd in
@@ -246,10 +285,14 @@ case $cmd in
     if is_ready; then echo ready
     elif [ -e "$BOOTSTRAPPED" ]; then unavailable "$ROOT is not complete (run: $0 setup)"
     else unavailable "$ROOT is not built (run: $0 setup)"; fi ;;
+  versions)   # what the tests name their ids after; root must be ready
+    is_ready || unavailable "$ROOT is not built (run: $0 --suite $SUITE setup)"
+    in_root /bin/sh -c 'for p in gimp krita python3 python3-pyqt5 python3-pyqt6; do
+        printf "%s %s\n" "$p" "$(dpkg-query -W -f="\${Version}" "$p" 2>/dev/null || echo -)"; done' ;;
   umount)
     umount_all ;;
   # internal: the same, inside the private mount namespace
   ns-setup) [ "$(id -u)" = 0 ] || exit 1; ns_setup ;;
   ns-run)   [ "$(id -u)" = 0 ] || exit 1; ns_run "$@" ;;
-  *) sed -n '2,28p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,36p' "$0" >&2; exit 2 ;;
 esac
