@@ -81,11 +81,12 @@ def check_panel(expected_api, engines):
     x, y = rect.left() + 0.8 * rect.width(), rect.top() + 0.3 * rect.height()
     from bokehkit_plugin.ui.qt import QtGui
     pos = QtCore.QPoint(int(x), int(y))
-    press = QtGui.QMouseEvent(QtCore.QEvent.Type.MouseButtonPress, QtCore.QPointF(pos),
-                              QtCore.QPointF(panel.preview.mapToGlobal(pos)),
-                              Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton,
-                              Qt.KeyboardModifier.NoModifier)
-    QtWidgets.QApplication.sendEvent(panel.preview, press)
+    for kind in (QtCore.QEvent.Type.MouseButtonPress, QtCore.QEvent.Type.MouseButtonRelease):
+        event = QtGui.QMouseEvent(kind, QtCore.QPointF(pos),
+                                  QtCore.QPointF(panel.preview.mapToGlobal(pos)),
+                                  Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton,
+                                  Qt.KeyboardModifier.NoModifier)
+        QtWidgets.QApplication.sendEvent(panel.preview, event)  # a click: press and release
     got = panel.params()
     assert got["focus_source"] == "point", got
     assert abs(got["focus_x"] - 0.8) < 0.02 and abs(got["focus_y"] - 0.3) < 0.03, got
@@ -238,6 +239,7 @@ def test_live_preview_and_screenshot(qapp, tmp_path):
     inputs = server.dialog_inputs(request, tmp_path)
     calls = []
     preview_fn = inputs.pop("preview_fn")
+    inputs.pop("inputs")  # what the dialog's fixes change (dialog_fixes.py)
 
     def counting_preview(params, cancel, on_progress):
         calls.append(threading.current_thread() is threading.main_thread())
@@ -246,10 +248,10 @@ def test_live_preview_and_screenshot(qapp, tmp_path):
     params = {"aperture": 1.8, "focus_source": "point", "focus_x": 210 / 960, "focus_y": 90 / 640}
     dialog = BokehDialog(params=params, engines=NO_MAGIC, preview_fn=counting_preview, **inputs)
     dialog.show()
-    first = dialog.panel.preview._pixmap.toImage()
+    first = dialog.panel.preview.shown_pixmap().toImage()
     _wait(qapp, lambda: calls and not dialog.panel.preview._message)  # preview shown
     assert calls == [False]  # rendered off the UI thread
-    shown = dialog.panel.preview._pixmap.toImage()
+    shown = dialog.panel.preview.shown_pixmap().toImage()
     assert shown.size() == first.size()
     assert _pixels(shown) != _pixels(first)  # the rendered preview replaced the photo
     assert "background blur ≈" in dialog.panel.blur_label.text()
