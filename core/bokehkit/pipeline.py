@@ -49,6 +49,7 @@ class RenderSettings:
     depth_kind: str = "disparity"
     depth_near: str | None = None
     depth_range_m: tuple[float, float] | None = None  # a relative map's (near, far) in metres
+    depth_from_photo: str | None = None  # a phone photo whose recorded depth to use
     focus_mask_path: str | None = None
     focus_mask: np.ndarray | None = None  # library callers may pass the mask itself
     focus_point: tuple[float, float] | None = None
@@ -293,10 +294,17 @@ def render_depth_view(
 
 def _given_depth(image: LoadedImage, settings: RenderSettings, width: int, height: int):
     """The depth map the user named, fitted to the image; None if none was named. A HEIF
-    photo, or the input photo itself, named as the depth means the depth embedded in it."""
+    photo, or the input photo itself, named as the depth means the depth embedded in it;
+    so does `depth_from_photo` (a plug-in's "use the phone's depth")."""
+    from . import phone_depth
+
+    if settings.depth_from_photo:
+        depth, _ = phone_depth.read_embedded_depth(
+            settings.depth_from_photo, width, height, strict=True
+        )
+        return depth
     if not settings.depth_path:
         return None
-    from . import phone_depth
 
     path = Path(settings.depth_path)
     source = image.encoding.source

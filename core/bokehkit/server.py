@@ -65,6 +65,7 @@ class Inputs:
     mask: np.ndarray | None = None
     depth_path: str | None = None
     blur: np.ndarray | None = None  # the Blur refine brush (white = more blur)
+    depth_photo: str | None = None  # a phone photo (in the job folder) whose depth to use
 
 
 def _buffer(request: dict, key: str, job_dir: Path | None) -> rb.RawBuffer | None:
@@ -95,6 +96,9 @@ def load_inputs(request: dict, scratch: Path) -> Inputs:
     blur_buf = _buffer(request, "blur", job_dir)
     if blur_buf is not None:
         inputs.blur = rb.mask_from_buffer(blur_buf)
+    if request.get("depth_photo") and job_dir is not None:
+        # a file the client copied into the job folder: a name, never a path
+        inputs.depth_photo = str(job_dir / Path(str(request["depth_photo"])).name)
     depth_buf = _buffer(request, "depth", job_dir)
     if depth_buf is not None:
         path = scratch / "depth.npy"
@@ -129,7 +133,7 @@ def shrink(inputs: Inputs, max_px: int) -> Inputs:
         return None if values is None else np.clip(resize_plane(values, nw, nh), 0.0, 1.0)
 
     small = LoadedImage(linear, alpha, encoded, encoding)
-    return Inputs(small, inputs.like, plane(inputs.mask), inputs.depth_path, plane(inputs.blur))
+    return replace(inputs, image=small, mask=plane(inputs.mask), blur=plane(inputs.blur))
 
 
 def _num(params: dict, name: str, default: float) -> float:
@@ -169,6 +173,8 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
     if settings.upscaler == "realesrgan":  # the classical upscaler takes no options
         settings.upscaler_options = {"detail": sr_detail}
     settings.blur_mask = getattr(inputs, "blur", None)
+    if getattr(inputs, "depth_photo", None) and not inputs.depth_path:
+        settings.depth_from_photo = inputs.depth_photo
     if focus_source == "mask":
         if inputs.mask is None:
             raise BokehkitError(
@@ -271,6 +277,22 @@ def engines_status() -> dict:
     return engines
 
 
+def install_model(model_id: str, progress: Progress) -> str:
+    """Install a model a plug-in may ask for (a depth model or ISNet: the fixes the panel
+    offers), with progress and cancel; the id installed."""
+    from . import subject
+    from .models import ModelStore
+    from .pipeline import DEPTH_MODEL_IDS
+
+    allowed = (*DEPTH_MODEL_IDS, subject.MODEL_ID)
+    if model_id not in allowed:
+        raise BokehkitError(f"plug-ins may install {', '.join(allowed)}, not {model_id!r}")
+    progress.update(0.0, f"installing {model_id}")
+    ModelStore().install(model_id, progress=progress.update, log=lambda line: log.info(line))
+    progress.update(1.0, f"installed {model_id}")
+    return model_id
+
+
 def one_line(exc: BaseException) -> str:
     """An unexpected exception as one line a user can report."""
     text = str(exc).strip().splitlines()
@@ -338,7 +360,7 @@ class Session:
         elif kind == "shutdown":
             self.shutdown_requested = True
             self._close()
-        elif kind in ("render", "dialog"):
+        elif kind in ("render", "dialog", "install"):
             self._jobs.put(request)
         else:
             self.emit(
@@ -368,6 +390,8 @@ class Session:
             try:
                 if request["type"] == "dialog":
                     self._run_dialog(request, job_id)
+                elif request["type"] == "install":
+                    self._run_install(request, job_id)
                 else:
                     self._run_render(request, job_id)
             finally:
@@ -424,6 +448,23 @@ class Session:
             log.exception("render %s failed", job_id)
             self.emit({"type": "error", "id": job_id, "message": one_line(exc)})
 
+    def _run_install(self, request: dict, job_id: str) -> None:
+        """A plug-in's one-click fix: download a model the render can use (depth, ISNet)."""
+        try:
+            model_id = install_model(
+                str(request.get("model")),
+                Progress(self._progress_callback(job_id), self._current_cancel),
+            )
+        except Cancelled:
+            self.emit({"type": "cancelled", "id": job_id})
+        except BokehkitError as exc:
+            self.emit({"type": "error", "id": job_id, "message": str(exc)})
+        except Exception as exc:  # noqa: BLE001
+            log.exception("install %s failed", job_id)
+            self.emit({"type": "error", "id": job_id, "message": one_line(exc)})
+        else:
+            self.emit({"type": "installed", "id": job_id, "model": model_id})
+
     def _run_dialog(self, request: dict, job_id: str) -> None:
         try:
             params = run_dialog_request(request, self._current_cancel, engines_status())
@@ -440,8 +481,8 @@ class Session:
             return
         if params is None:
             self.emit({"type": "dialog_cancelled", "id": job_id})
-        else:
-            self.emit({"type": "dialog_result", "id": job_id, "params": params})
+        else:  # params, and what the user asked the host to do after (dialog.DialogChoice)
+            self.emit({"type": "dialog_result", "id": job_id, **params})
 
 
 # ------------------------------------------------------------- the dialog, for GIMP
@@ -465,39 +506,53 @@ def _plugin_ui():
 
 def dialog_inputs(request: dict, scratch: Path) -> dict:
     """What the dialog needs from a request: the picture to show, a preview renderer (runs
-    on the panel's worker thread), whether a mask came, and the full image size."""
+    on the panel's worker thread), whether a mask came, the full image size, and the
+    inputs the previews render from (the dialog's fixes change them)."""
     from bokehkit_plugin.ui.preview import PreviewImage
 
-    def picture(linear: np.ndarray, alpha: np.ndarray | None) -> PreviewImage:
+    def picture(linear, alpha, report=()) -> PreviewImage:
         rgba = rb.linear_to_rgba8(linear, alpha)
-        return PreviewImage(rgba.shape[1], rgba.shape[0], rgba.tobytes())
+        return PreviewImage(rgba.shape[1], rgba.shape[0], rgba.tobytes(), tuple(report))
 
     inputs = shrink(load_inputs(request, scratch), DIALOG_PREVIEW_PX)
 
     def preview_fn(params: dict, cancel: threading.Event, on_progress) -> PreviewImage:
         params = dict(params, sr_factor=1)  # the look, at screen size
-        encoded, alpha, _ = render_inputs(inputs, params, Progress(on_progress, cancel))
-        return picture(rb.to_linear(encoded, inputs.like.transfer), alpha)
+        encoded, alpha, report = render_inputs(inputs, params, Progress(on_progress, cancel))
+        return picture(rb.to_linear(encoded, inputs.like.transfer), alpha, report.lines())
 
     return {
         "source": picture(inputs.image.linear_rgb, inputs.image.alpha),
         "preview_fn": preview_fn,
         "has_mask": inputs.mask is not None,
         "image_size": inputs.like.size,
+        "inputs": inputs,
     }
 
 
 def run_dialog_request(request: dict, cancel_event: threading.Event, engines: dict) -> dict | None:
     """Show the parameter dialog (GIMP's Python has no Qt, so the engine shows it) with live
-    previews rendered in this process; the chosen params, or None when cancelled."""
+    previews rendered in this process; {"params", "action", "depth_photo"} or None when
+    cancelled (plugin/bokehkit_plugin/ui/dialog.py)."""
+    from .dialog_fixes import DialogFixes
+
     dialog = _plugin_ui()
+    context = request.get("context") if isinstance(request.get("context"), dict) else {}
+    context = {k: v for k, v in context.items() if k in dialog.CONTEXT_KEYS}
     with tempfile.TemporaryDirectory(prefix="bokehkit-engine-") as scratch:
-        return dialog.run_dialog(
-            params=request.get("params") or {},
-            engines=engines,
-            cancel_event=cancel_event,
-            **dialog_inputs(request, Path(scratch)),
-        )
+        shown = dialog_inputs(request, Path(scratch))
+        fixes = DialogFixes(shown.pop("inputs"), context, engines_status, install_model)
+        try:
+            return dialog.run_dialog(
+                params=request.get("params") or {},
+                engines=engines,
+                cancel_event=cancel_event,
+                context=context,
+                on_fix=fixes,
+                **shown,
+            )
+        finally:
+            fixes.shutdown()
 
 
 # ------------------------------------------------------------------- process lifetime

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -66,6 +67,16 @@ class Cancelled(Exception):
 class RenderResult:
     image: RawImage
     report: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DialogChoice:
+    """What the user chose in the engine's dialog: the params, a fix the host carries out
+    afterwards ("paint_depth", "paint_blur"), and a photo whose phone depth to render with."""
+
+    params: dict
+    action: str | None = None
+    depth_photo: str | None = None
 
 
 def clean_environment(extra: dict | None = None) -> dict:
@@ -276,17 +287,19 @@ class EngineClient:
         preview: bool = False,
         preview_max_px: int = 512,
         blur: RawImage | None = None,
+        depth_photo: str | None = None,
     ) -> RenderResult:
         """Render and return the result (same format as `image`). Blocks; raises
         Cancelled once `cancel_event` is set, EngineError, EngineBusy. `blur` is the Blur
-        refine brush (white = more blur)."""
+        refine brush (white = more blur); `depth_photo` a phone photo whose recorded depth
+        the render uses."""
         request = {
             "type": "render",
             "params": params,
             "preview": preview,
             "preview_max_px": preview_max_px,
         }
-        with self._job(request, image, mask, depth, blur) as (job_id, folder):
+        with self._job(request, image, mask, depth, blur, depth_photo) as (job_id, folder):
             event = self._wait(job_id, ("result",), on_progress, cancel_event)
             name = os.path.basename(str(event.get("file", "")))
             try:
@@ -304,21 +317,38 @@ class EngineClient:
         cancel_event: threading.Event | None = None,
         blur: RawImage | None = None,
         context: dict | None = None,
-    ) -> dict | None:
-        """Show the parameter dialog in the engine (for hosts without Qt, i.e. GIMP); the
-        chosen params, or None when the user cancelled it. `context` tells the dialog about
-        the host (dialog.DialogContext: where the mask comes from, the host's colours...)."""
+    ) -> DialogChoice | None:
+        """Show the parameter dialog in the engine (for hosts without Qt, i.e. GIMP); what
+        the user chose, or None when they cancelled it. `context` tells the dialog about the
+        host (ui/dialog.py CONTEXT_KEYS: where the mask comes from, the host's colours...)."""
         request = {"type": "dialog", "params": params, "context": context or {}}
         with self._job(request, image, mask, depth, blur) as (job_id, _):
             done = ("dialog_result", "dialog_cancelled")
             event = self._wait(job_id, done, None, cancel_event)
-        return event.get("params") if event["type"] == "dialog_result" else None
+        if event["type"] != "dialog_result":
+            return None
+        return DialogChoice(
+            dict(event.get("params") or {}), event.get("action"), event.get("depth_photo")
+        )
+
+    def install_model(
+        self,
+        model_id: str,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> None:
+        """Have the engine download a model a fix needs (a depth model, ISNet). Blocks;
+        raises Cancelled, EngineError (e.g. offline: one line saying so), EngineBusy."""
+        request = {"type": "install", "model": model_id}
+        with self._job(request, None, None, None) as (job_id, _):
+            self._wait(job_id, ("installed",), on_progress, cancel_event)
 
     # ---------------------------------------------------------------- job plumbing
     @contextmanager
-    def _job(self, request: dict, image, mask, depth, blur=None):
-        """Claim the engine, write the buffers into a fresh job folder, send the request;
-        the folder is removed and the engine freed whatever happens."""
+    def _job(self, request: dict, image, mask, depth, blur=None, depth_photo=None):
+        """Claim the engine, write the buffers (and a copy of `depth_photo`) into a fresh
+        job folder, send the request; the folder is removed and the engine freed whatever
+        happens."""
         self._claim()
         try:
             with job_folder(self._job_base) as folder:
@@ -331,6 +361,15 @@ class EngineClient:
                     if buf is not None:
                         rawbuffer.write(os.path.join(folder, f"{key}.bkraw"), buf)
                         request[key] = f"{key}.bkraw"
+                if depth_photo:
+                    name = os.path.basename(depth_photo)
+                    try:
+                        shutil.copyfile(depth_photo, os.path.join(folder, name))
+                    except OSError as exc:
+                        raise EngineError(
+                            f"cannot read the photo {depth_photo} ({exc.strerror or exc})"
+                        ) from None
+                    request["depth_photo"] = name
                 self._send(request)
                 yield job_id, folder
         finally:

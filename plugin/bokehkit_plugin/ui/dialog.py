@@ -3,34 +3,104 @@
 from __future__ import annotations
 
 import threading
+from typing import Callable  # noqa: UP035 - subscripted at run time on Python 3.8 hosts
 
 from .panel import BokehPanel
 from .preview import PreviewFn, PreviewImage
-from .qt import QtCore, QtWidgets, exec_dialog
+from .qt import QtCore, QtGui, QtWidgets, exec_dialog
+
+#: What the host tells the dialog about itself (all optional), in the `dialog` request's
+#: "context": "mask_source" (where the painted mask comes from, e.g. "layer mask"),
+#: "photo_file" (the photo on disk, for the phone's depth), "colours" ({"window": "#rrggbb",
+#: "text": "#rrggbb"}: the host's theme), "title" (e.g. the layer being re-edited).
+CONTEXT_KEYS = ("mask_source", "photo_file", "colours", "title")
 
 
 class BokehDialog(QtWidgets.QDialog):
-    """A QDialog holding a BokehPanel; `chosen` holds the params after OK."""
+    """A QDialog holding a BokehPanel. After it closes: `chosen` holds the params (None if
+    cancelled), `action` a fix the host should carry out (e.g. "paint_depth"), and
+    `depth_photo` a photo whose phone depth the render should use."""
 
-    def __init__(self, parent=None, **panel_args) -> None:
+    def __init__(
+        self,
+        parent=None,
+        context: dict | None = None,
+        on_fix: Callable[[str, BokehDialog], None] | None = None,
+        **panel_args,
+    ) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Bokeh – depth of field")
+        self.context = dict(context or {})
+        self.setWindowTitle(self.context.get("title") or "Lens Bokeh – depth of field")
+        apply_host_colours(self, self.context.get("colours"))
         self.panel = BokehPanel(**panel_args, parent=self)
+        self.panel.set_mask_source(self.context.get("mask_source"))
         self.chosen: dict | None = None
+        self.action: str | None = None
+        self.depth_photo: str | None = None
+        self._on_fix = on_fix
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.panel)
         self.panel.accepted.connect(self._ok)
         self.panel.rejected.connect(self.reject)
-        self.resize(980, 560)
+        self.panel.fixRequested.connect(self._fix)
+        self.resize(1000, 600)
 
     def _ok(self, params: dict) -> None:
         self.chosen = params
         self.accept()
 
+    def _fix(self, fix_id: str) -> None:
+        if self._on_fix is not None:
+            self._on_fix(fix_id, self)
+
+    def finish_with(self, action: str) -> None:
+        """Close with the current params and a fix for the host to carry out."""
+        self.action = action
+        self._ok(self.panel.params())
+
+    def result_dict(self) -> dict | None:
+        """What the dialog request answers: params, and the host's follow-up."""
+        if self.chosen is None:
+            return None
+        return {"params": self.chosen, "action": self.action, "depth_photo": self.depth_photo}
+
     def done(self, result: int) -> None:  # every way out: OK, Cancel, Esc, window close
         self.panel.shutdown()
         super().done(result)
+
+
+def apply_host_colours(widget: QtWidgets.QWidget, colours: dict | None) -> None:
+    """Follow the host's theme (GIMP's dark theme, say) instead of Qt's light default: a
+    palette built from its window and text colours."""
+    if not colours or not colours.get("window") or not colours.get("text"):
+        return
+    window, text = QtGui.QColor(colours["window"]), QtGui.QColor(colours["text"])
+    if not (window.isValid() and text.isValid()):
+        return
+    dark = window.lightness() < 128
+    base = window.darker(125) if dark else window.lighter(115)
+    button = window.lighter(125) if dark else window.darker(105)
+    role = QtGui.QPalette.ColorRole
+    palette = QtGui.QPalette()
+    for r, colour in (
+        (role.Window, window), (role.WindowText, text), (role.Base, base),
+        (role.AlternateBase, window), (role.Text, text), (role.Button, button),
+        (role.ButtonText, text), (role.ToolTipBase, base), (role.ToolTipText, text),
+        (role.Highlight, QtGui.QColor(colours.get("highlight") or "#3d7fd6")),
+        (role.HighlightedText, QtGui.QColor("white")),
+    ):  # fmt: skip
+        palette.setColor(r, colour)
+    disabled = QtGui.QPalette.ColorGroup.Disabled
+    grey = QtGui.QColor(text)
+    grey.setAlpha(120)
+    for r in (role.WindowText, role.Text, role.ButtonText):
+        palette.setColor(disabled, r, grey)
+    app = QtWidgets.QApplication.instance()
+    if app is not None:  # the engine's own application: the dialog is all it shows
+        app.setStyle("Fusion")  # a platform style may ignore the palette
+        app.setPalette(palette)
+    widget.setPalette(palette)
 
 
 _APP = None
@@ -53,9 +123,11 @@ def run_dialog(
     has_mask: bool,
     image_size: tuple[int, int],
     cancel_event: threading.Event | None = None,
+    context: dict | None = None,
+    on_fix: Callable[[str, BokehDialog], None] | None = None,
 ) -> dict | None:
-    """Show the dialog modally; the chosen params, or None if the user (or a `cancel`
-    request, through `cancel_event`) closed it."""
+    """Show the dialog modally; {"params", "action", "depth_photo"} (BokehDialog), or None
+    if the user (or a `cancel` request, through `cancel_event`) closed it."""
     ensure_app()
     dialog = BokehDialog(
         params=params,
@@ -64,6 +136,8 @@ def run_dialog(
         source=source,
         has_mask=has_mask,
         image_size=image_size,
+        context=context,
+        on_fix=on_fix,
     )
     if cancel_event is not None:
         # The request thread cannot touch Qt objects; the UI thread polls the flag instead.
@@ -73,6 +147,6 @@ def run_dialog(
     dialog.raise_()
     dialog.activateWindow()
     exec_dialog(dialog)
-    chosen = dialog.chosen
+    chosen = dialog.result_dict()
     dialog.deleteLater()
     return chosen
