@@ -205,7 +205,7 @@ def gimp_plugin():
     fake_gi = types.ModuleType("gi")
     fake_gi.require_version = lambda *a: None
     repo = types.ModuleType("gi.repository")
-    for name in ("Babl", "Gegl", "Gimp", "GLib", "GObject"):
+    for name in ("Babl", "Gegl", "Gimp", "Gio", "GLib", "GObject"):
         setattr(repo, name, mock.MagicMock(name=name))
     with mock.patch.dict(sys.modules, {"gi": fake_gi, "gi.repository": repo}):
         yield _load(
@@ -290,3 +290,103 @@ def test_gimp_focus_point_between_image_and_layer_fractions(gimp_plugin):
     assert (x, y) == (0.5, 2 / 3)
     back = gimp_plugin._to_image({"focus_x": x, "focus_y": y}, image, layer)
     assert back == pytest.approx((0.5, 0.5))
+
+
+# ------------------------------------------------- the GIMP plug-in's run(), with stand-ins
+
+
+class _GimpRun:
+    """run() against stand-ins: a 4×2 RGB layer, no mask, arguments at their defaults
+    (focus on auto), an engine given by `engine` (a stand-in EngineClient)."""
+
+    def __init__(self, g, engine=None, **args):
+        self.g = g
+        self.errors = []
+        self.layer = mock.MagicMock(name="layer")
+        self.layer.is_layer_mask.return_value = False
+        self.layer.is_layer.return_value = True
+        self.layer.get_width.return_value, self.layer.get_height.return_value = W, H
+        self.layer.get_offsets.return_value = (True, 0, 0)
+        self.layer.get_name.return_value = "Background"
+        self.layer.get_mask.return_value = None
+        self.layer.get_parasite.return_value = None  # not one of our results
+        for kind in ("text", "vector", "link"):
+            getattr(self.layer, f"is_{kind}_layer").return_value = False
+        self.layer.get_buffer.return_value.get.return_value = PHOTO
+        self.image = mock.MagicMock(name="image")
+        self.image.get_width.return_value, self.image.get_height.return_value = W, H
+        self.image.get_precision.return_value.value_nick = "u8-non-linear"
+        self.image.get_channels.return_value = []
+        self.image.get_layers.return_value = [self.layer]
+        values = {g.arg_name(p.name): p.default for p in schema.SCHEMA}
+        for p in schema.SCHEMA:
+            if p.choices:
+                values[g.arg_name(p.name)] = g.choice_nick(p.default)
+        values.update({"focus-source": "auto", "mask": None, **args})
+        self.config = mock.MagicMock(name="config")
+        self.config.get_property.side_effect = values.__getitem__
+        self.engine = engine
+
+    def __call__(self, monkeypatch):
+        g = self.g
+        monkeypatch.setattr(g, "_error", lambda proc, msg, *a: self.errors.append(msg) or "error")
+        g.Gimp.Selection.is_empty = lambda image: True
+        if self.engine is not None:
+            from bokehkit_plugin import client
+
+            monkeypatch.setattr(client, "EngineClient", lambda *a, **k: self.engine)
+        return g.run(mock.MagicMock(name="procedure"), g.Gimp.RunMode.NONINTERACTIVE,
+                     self.image, [self.layer], self.config, None)  # fmt: skip
+
+
+def test_gimp_without_an_engine_says_run_install_plugins(gimp_plugin, monkeypatch, tmp_path):
+    """A GIMP with no engine configured: one line naming `bokehkit install-plugins`, not a
+    traceback (EngineNotConfigured was not caught in run)."""
+    monkeypatch.delenv("BOKEHKIT_ENGINE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    case = _GimpRun(gimp_plugin)
+    assert case(monkeypatch) == "error"
+    assert len(case.errors) == 1 and "bokehkit install-plugins" in case.errors[0], case.errors
+    case.image.insert_layer.assert_not_called()
+
+
+def test_gimp_checks_the_result_before_adding_a_layer(gimp_plugin, monkeypatch):
+    """An engine result of the wrong size: an error and no layer (the layer was inserted
+    before its pixels were written, so a failed write left an empty layer)."""
+    engine = mock.MagicMock(name="engine")
+    wrong = rawbuffer.RawImage(W + 1, H, bytes((W + 1) * H * 4), "RGBA", "RGBA", "uint8", "srgb")
+    engine.render.return_value = types.SimpleNamespace(image=wrong, report=[])
+    case = _GimpRun(gimp_plugin, engine)
+    assert case(monkeypatch) == "error"
+    assert case.errors and "expected" in case.errors[0], case.errors
+    case.image.insert_layer.assert_not_called()
+
+
+def test_gimp_auto_focus_is_not_labelled_image_centre_when_it_may_be_the_subject(gimp_plugin):
+    """GIMP registers its arguments once, before any ping: "Auto" must not promise the image
+    centre when the engine will focus on the subject ISNet finds. The engine's dialog knows
+    (the ping's "subject") and says which (test_dialog.py)."""
+    gimp_plugin.Gimp.Choice.new.reset_mock()
+    gimp_plugin._add_schema_arguments(mock.Mock(), schema)
+    labels = [c.args[2] for c in gimp_plugin.Gimp.Choice.new.return_value.add.call_args_list]
+    assert "Auto (image centre)" not in labels
+    assert schema.AUTO_LABELS[None] in labels
+
+
+def test_result_records_and_names():
+    from bokehkit_plugin import edits
+
+    params = schema.validate({"aperture": 1.4, "focal_length": 85.0, "sr_factor": 2})
+    assert edits.result_name("Background", params) == "Background bokeh f/1.4 85 mm ×2"
+    assert edits.result_name("IMG", schema.validate({"aperture": 2.8})) == "IMG bokeh f/2.8"
+    ranged = schema.validate({"focus_source": "range", "focus_near": 0.1, "focus_far": 0.35})
+    assert edits.result_name("a", ranged) == "a bokeh f/2 sharp 10%–35%"
+    assert edits.result_name("a", schema.validate({"output": "depth"})) == "a depth view"
+    record = edits.make_record(params, {"tattoo": 7, "name": "Background"})
+    assert edits.read_record(record) == (params, {"tattoo": 7, "name": "Background"})
+    assert edits.read_record(record.encode()) == edits.read_record(record)
+    for damaged in ("", "{", '{"version": 99}', b"\xff", '{"version": 1, "params": 3}'):
+        assert edits.read_record(damaged) is None
+    assert edits.is_helper(" Focus ") and edits.is_helper("BLUR") and edits.is_helper("depth")
+    assert not edits.is_helper("Background")

@@ -10,6 +10,7 @@ Focus mask (white = sharp), first found: the "mask" argument, the layer's mask, 
 selection, a channel named "Focus". None of them is modified.
 """
 
+import json
 import os
 import sys
 import threading
@@ -23,7 +24,7 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
-from gi.repository import Babl, Gegl, Gimp, GLib, GObject  # noqa: E402
+from gi.repository import Babl, Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 
 def _add_plugin_path():
@@ -198,20 +199,43 @@ def _interactive_dialog(procedure, config):
 
 
 def _choose_interactively(
-    procedure, config, engine, img_buf, params, mask_buf, engine_error, cancel_event, frame
+    procedure,
+    config,
+    engine,
+    img_buf,
+    params,
+    mask_buf,
+    engine_error,
+    cancel_event,
+    frame,
+    helpers=None,
+    context=None,
 ):
     """The engine's Qt dialog (with its preview) when it has one, else GIMP's procedure
-    dialog. The chosen values go back into the config, so Filters > Repeat reuses them.
-    Returns None when the user cancelled. `frame` = (image, layer): the engine's dialog shows
-    the layer, so its focus point is in layer fractions, the arguments' in image fractions."""
+    dialog. The chosen values go back into the config, so Filters > Repeat reuses them and
+    GIMP remembers them for the next session. Returns a client.DialogChoice, or None when
+    the user cancelled. `frame` = (image, layer): the engine's dialog shows the layer, so
+    its focus point is in layer fractions, the arguments' in image fractions."""
+    from bokehkit_plugin.client import DialogChoice
+
     image, layer = frame
+    helpers = helpers or {}
     if not os.environ.get("BOKEHKIT_GIMP_NATIVE_DIALOG"):
         params = dict(params)
         params["focus_x"], params["focus_y"] = _to_layer(params, image, layer)
         if os.environ.get("BOKEHKIT_GIMP_DIALOG_TEST"):  # screenshot hook for the tests
-            print("bokehkit-gimp: engine dialog requested", file=sys.stderr, flush=True)
+            print(f"bokehkit-gimp: engine dialog requested {json.dumps(params)}",
+                  file=sys.stderr, flush=True)  # fmt: skip
         try:
-            chosen = engine.dialog(img_buf, params, mask=mask_buf, cancel_event=cancel_event)
+            chosen = engine.dialog(
+                img_buf,
+                params,
+                mask=mask_buf,
+                depth=helpers.get("depth"),
+                blur=helpers.get("blur"),
+                cancel_event=cancel_event,
+                context=context,
+            )
         except engine_error as exc:
             print(
                 f"bokehkit-gimp: no engine dialog ({exc}); using GIMP's",
@@ -223,17 +247,20 @@ def _choose_interactively(
         else:
             if chosen is None:
                 return None
-            chosen = dict(chosen)
-            chosen["focus_x"], chosen["focus_y"] = _to_image(chosen, image, layer)
+            values = dict(chosen.params)
+            values["focus_x"], values["focus_y"] = _to_image(values, image, layer)
             by_name = _schema().BY_NAME
-            for name, value in chosen.items():
-                if name in by_name:
+            for name, value in values.items():
+                if name in by_name and name != "output":  # a one-off, not a setting to keep
                     prm = by_name[name]
                     config.set_property(
                         arg_name(name), choice_nick(value) if prm.choices else value
                     )
+            chosen.params = values
             return chosen
-    return params if _interactive_dialog(procedure, config) else None
+    if _interactive_dialog(procedure, config):
+        return DialogChoice(params)
+    return None
 
 
 def _to_layer(params, image, layer):
@@ -260,7 +287,125 @@ def _layer_point(params, image, layer):
     params["focus_x"], params["focus_y"] = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
 
 
+# ------------------------------------------------------------------ helper channels
+
+
+def named_channel(image, name):
+    """The image's channel called `name` (any case), or None."""
+    for channel in image.get_channels():
+        if channel.get_name().strip().lower() == name:
+            return channel
+    return None
+
+
+def read_plane(channel, layer):
+    """A channel under the layer as a Y float32 RawImage; None when it is unpainted (one
+    value everywhere: a fresh Depth or Blur channel says nothing yet)."""
+    from bokehkit_plugin import rawbuffer as bk_raw
+
+    data = read_mask(channel, layer)
+    if data.count(data[:4]) * 4 == len(data):
+        return None
+    w, h = layer.get_width(), layer.get_height()
+    return bk_raw.RawImage(w, h, data, "Y", "RGBA", "float32", "linear")
+
+
+def add_helper_channel(image, name):
+    """A black, visible, selected channel to paint on (the "Paint Depth/Blur" fixes)."""
+    channel = named_channel(image, name.lower())
+    if channel is None:
+        channel = Gimp.Channel.new(
+            image, name, image.get_width(), image.get_height(), 50.0, Gegl.Color.new("black")
+        )
+        image.insert_channel(channel, None, 0)
+    channel.set_visible(True)
+    image.set_selected_channels([channel])
+    return channel
+
+
+PAINT_HINTS = {
+    "paint_depth": ("Depth", "paint it white where things are near, black where far"),
+    "paint_blur": ("Blur", "paint it white where the blur should be stronger"),
+}
+
+
+# ------------------------------------------------------------------ re-edit records
+
+
+def read_record_of(layer):
+    """(params, source record) when `layer` is one of our results, else None."""
+    from bokehkit_plugin import edits
+
+    parasite = layer.get_parasite(edits.RECORD_NAME)
+    if parasite is None:
+        return None
+    return edits.read_record(bytes(parasite.get_data()))
+
+
+def attach_record(layer, params, source):
+    from bokehkit_plugin import edits
+
+    data = list(edits.make_record(params, source).encode("utf-8"))
+    layer.attach_parasite(Gimp.Parasite.new(edits.RECORD_NAME, Gimp.PARASITE_PERSISTENT, data))
+
+
+def non_raster_kind(layer):
+    """ "text", "vector" or "link" for GIMP's layers whose pixels are drawn from something
+    else (3.2 adds vector and link layers), else None."""
+    for kind in ("text", "vector", "link"):
+        test = getattr(layer, f"is_{kind}_layer", None)
+        if test is not None and test():
+            return kind
+    return None
+
+
+def photo_file(image):
+    """The photo's file on disk (imported, else the XCF), for the phone's depth; or ""."""
+    for getter in ("get_imported_file", "get_file", "get_exported_file"):
+        fn = getattr(image, getter, None)
+        gfile = fn() if fn is not None else None
+        if gfile is not None and gfile.get_path():
+            return gfile.get_path()
+    return ""
+
+
+def host_colours():
+    """GIMP's theme colours (window, text) for the engine's dialog, or {}."""
+    try:
+        gi.require_version("GimpUi", "3.0")
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import GimpUi, Gtk
+
+        GimpUi.init(PROC)  # loads GIMP's theme into GTK
+        style = Gtk.Window().get_style_context()
+        state = Gtk.StateFlags.NORMAL
+
+        def hexa(c):
+            return "#" + "".join(f"{round(255 * v):02x}" for v in (c.red, c.green, c.blue))
+
+        window = style.get_property("background-color", state)
+        if window.alpha < 0.5:  # a theme that paints an image: no usable colour
+            return {}
+        return {"window": hexa(window), "text": hexa(style.get_color(state))}
+    except Exception:  # noqa: BLE001 - the dialog then keeps Qt's own colours
+        return {}
+
+
+# ------------------------------------------------------------------ the procedure
+
+
 def run(procedure, run_mode, image, drawables, config, data):
+    """GIMP calls this. Every failure is one line in GIMP's error message, never a traceback."""
+    try:
+        return _run(procedure, run_mode, image, drawables, config)
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, and the log
+        import traceback
+
+        traceback.print_exc()
+        return _error(procedure, f"bokehkit: internal error: {type(exc).__name__}: {exc}")
+
+
+def _run(procedure, run_mode, image, drawables, config):
     if len(drawables) != 1:
         return _error(procedure, "select exactly one layer", Gimp.PDBStatusType.CALLING_ERROR)
     layer = drawables[0]
@@ -270,6 +415,8 @@ def run(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, "select a layer (not a channel)", Gimp.PDBStatusType.CALLING_ERROR)
     try:
         from bokehkit_plugin import client as bk_client
+        from bokehkit_plugin import config as bk_config
+        from bokehkit_plugin import edits
         from bokehkit_plugin import rawbuffer as bk_raw
 
         schema = _schema()
@@ -279,12 +426,40 @@ def run(procedure, run_mode, image, drawables, config, data):
     def values():
         return {arg_name(p.name): config.get_property(arg_name(p.name)) for p in schema.SCHEMA}
 
-    w, h = layer.get_width(), layer.get_height()
-    _, off_x, off_y = layer.get_offsets()
     try:
         params = params_from_values(schema, values())
     except ValueError as exc:  # schema.ParamError
         return _error(procedure, f"bokehkit: {exc}")
+
+    # Run on one of our results: render again from its source, into it (re-edit).
+    result_layer, record = None, read_record_of(layer)
+    if record is not None:
+        stored, source = record
+        found = image.get_layer_by_tattoo(source.get("tattoo", -1))
+        if found is None or not found.is_valid():
+            return _error(
+                procedure,
+                f"bokehkit: the source layer of this result (\u201c{source.get('name', '?')}"
+                "\u201d) is gone; run Lens Bokeh on the photo layer",
+            )
+        result_layer, layer = layer, found
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            params = dict(stored)
+    note = ""
+    kind = non_raster_kind(layer)
+    if kind is not None:  # its pixels as drawn; the source layer stays as it is
+        note = f"the {kind} layer is rendered as drawn: the result is an ordinary layer"
+        print(f"bokehkit-gimp: note: {note}", file=sys.stderr, flush=True)
+    if edits.is_helper(layer.get_name()):
+        return _error(
+            procedure,
+            f"bokehkit: \u201c{layer.get_name()}\u201d is a helper you paint for the engine; "
+            "select the photo layer",
+            Gimp.PDBStatusType.CALLING_ERROR,
+        )
+
+    w, h = layer.get_width(), layer.get_height()
+    _, off_x, off_y = layer.get_offsets()
     mask_name, mask = first_mask(mask_candidates(image, layer, config.get_property("mask")))
     fmt, dtype, transfer = pixel_format(image.get_precision().value_nick)
     img_buf = bk_raw.RawImage(
@@ -293,6 +468,10 @@ def run(procedure, run_mode, image, drawables, config, data):
     mask_buf = None
     if mask is not None:
         mask_buf = bk_raw.RawImage(w, h, read_mask(mask, layer), "Y", "RGBA", "float32", "linear")
+    helpers = {}
+    for name in (edits.BLUR, edits.DEPTH):
+        channel = named_channel(image, name)
+        helpers[name] = read_plane(channel, layer) if channel is not None else None
 
     def on_progress(fraction, text=""):
         if text:
@@ -301,10 +480,20 @@ def run(procedure, run_mode, image, drawables, config, data):
 
     engine = bk_client.EngineClient()
     gimp_gone = gimp_death_watch()
+    depth_photo = None
     try:
         try:
             engine.start()
             if run_mode == Gimp.RunMode.INTERACTIVE:
+                context = {
+                    "mask_source": mask_name,
+                    "photo_file": photo_file(image),
+                    "colours": host_colours(),
+                    "title": f"Lens Bokeh \u2013 re-edit \u201c{result_layer.get_name()}\u201d"
+                    if result_layer is not None
+                    else "",
+                    "note": note,
+                }
                 chosen = _choose_interactively(
                     procedure,
                     config,
@@ -315,10 +504,21 @@ def run(procedure, run_mode, image, drawables, config, data):
                     bk_client.EngineError,
                     gimp_gone,
                     (image, layer),
+                    helpers,
+                    context,
                 )
                 if chosen is None or gimp_gone.is_set():
                     return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+                if chosen.action in PAINT_HINTS:  # the dialog's fix: a channel to paint
+                    name, how = PAINT_HINTS[chosen.action]
+                    add_helper_channel(image, name)
+                    Gimp.displays_flush()
+                    Gimp.message(f"bokehkit: a {name} channel was added: {how}, then run Lens "
+                                 "Bokeh again.")  # fmt: skip
+                    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+                depth_photo = chosen.depth_photo
                 params = params_from_values(schema, values())
+                params["output"] = chosen.params.get("output", "bokeh")
             _layer_point(params, image, layer)
             if params["focus_source"] == "mask":
                 if mask is None:
@@ -330,23 +530,39 @@ def run(procedure, run_mode, image, drawables, config, data):
                 mask_buf = None
             Gimp.progress_init("Bokeh: rendering")
             result = engine.render(
-                img_buf, params, mask=mask_buf, on_progress=on_progress, cancel_event=gimp_gone
+                img_buf,
+                params,
+                mask=mask_buf,
+                depth=helpers[edits.DEPTH],
+                blur=helpers[edits.BLUR],
+                depth_photo=depth_photo,
+                on_progress=on_progress,
+                cancel_event=gimp_gone,
             )
         finally:
             engine.close()
     except bk_client.Cancelled:
         Gimp.progress_end()
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
-    except (bk_client.EngineError, OSError, ValueError) as exc:
+    except (bk_client.EngineError, bk_config.EngineNotConfigured, OSError, ValueError) as exc:
         Gimp.progress_end()
         return _error(procedure, f"bokehkit: {exc}")
     for line in getattr(result, "report", None) or []:
         print(f"bokehkit-gimp: {line}", file=sys.stderr, flush=True)
 
     out = result.image
+    enlarged = params["sr_factor"] > 1 and params["output"] == "bokeh"
+    factor = params["sr_factor"] if enlarged else 1
+    try:  # before anything is added: the image only ever gets a complete result
+        check_result(out, w * factor, h * factor, fmt)
+    except ValueError as exc:
+        Gimp.progress_end()
+        return _error(procedure, f"bokehkit: {exc}")
     Gimp.progress_set_text("Bokeh: adding the result")
-    if params["sr_factor"] > 1:  # a new image at the new size
-        new = _new_image_with(image, layer, out, params["sr_factor"], fmt)
+    name = edits.result_name(layer.get_name(), params)
+    source = {"tattoo": layer.get_tattoo(), "name": layer.get_name()}
+    if enlarged:  # a new image at the new size
+        new = _new_image_with(image, out, name, fmt)
         if run_mode == Gimp.RunMode.INTERACTIVE:
             Gimp.Display.new(new)
         Gimp.progress_end()
@@ -356,13 +572,23 @@ def run(procedure, run_mode, image, drawables, config, data):
                 GObject.Value(Gimp.Image, new),
             ]
         )
-
+    same_kind = result_layer is not None and record[0].get("output") == params["output"]
     image.undo_group_start()
     try:
-        res = _new_layer(image, f"{layer.get_name()} bokeh", w, h)
-        image.insert_layer(res, layer.get_parent(), image.get_item_position(layer))
-        res.set_offsets(off_x, off_y)
-        _write(res, out, fmt)
+        if same_kind:  # re-edit: new pixels into the result, one undo step
+            _write(result_layer, out, fmt, shadow=True)
+            result_layer.set_name(name)
+            res = result_layer
+        else:
+            res = _new_layer(image, name, w, h)
+            try:
+                _write(res, out, fmt)
+            except Exception:
+                res.delete()  # never inserted: nothing half-written reaches the image
+                raise
+            image.insert_layer(res, layer.get_parent(), image.get_item_position(layer))
+            res.set_offsets(off_x, off_y)
+        attach_record(res, params, source)
     finally:
         image.undo_group_end()
     Gimp.progress_end()
@@ -376,24 +602,31 @@ def _new_layer(image, name, w, h):
     return Gimp.Layer.new(image, name, w, h, kind, 100.0, Gimp.LayerMode.NORMAL)
 
 
-def _write(layer, out, fmt):
-    if out.width != layer.get_width() or out.height != layer.get_height():
-        raise RuntimeError(
-            f"engine returned {out.width}×{out.height}, expected "
-            f"{layer.get_width()}×{layer.get_height()}"
+def check_result(out, width, height, fmt):
+    """ValueError unless the engine's result is what was asked for: its size, and the
+    format that was sent."""
+    if (out.width, out.height) != (width, height):
+        raise ValueError(
+            f"the engine returned {out.width}×{out.height}, expected {width}×{height}; "
+            "nothing was added"
         )
-    buf = layer.get_buffer()
-    if (out.channels, out.order, out.dtype, out.transfer) != (
-        "RGBA",
-        "RGBA",
-        *pixel_format_of(fmt),
-    ):
-        raise RuntimeError(
-            f"engine returned {out.channels}/{out.order} {out.dtype} "
-            f"{out.transfer}; expected what was sent ({fmt})"
+    expected = ("RGBA", "RGBA", *pixel_format_of(fmt))
+    if (out.channels, out.order, out.dtype, out.transfer) != expected:
+        raise ValueError(
+            f"the engine returned {out.channels}/{out.order} {out.dtype} {out.transfer}; "
+            f"expected what was sent ({fmt}); nothing was added"
         )
-    buf.set(Gegl.Rectangle.new(0, 0, out.width, out.height), fmt, out.data)
+
+
+def _write(layer, out, fmt, shadow=False):
+    """The result's pixels into `layer`; `shadow`: through the shadow buffer, so that
+    GIMP keeps the old pixels for undo (a re-edit)."""
+    rect = Gegl.Rectangle.new(0, 0, out.width, out.height)
+    buf = layer.get_shadow_buffer() if shadow else layer.get_buffer()
+    buf.set(rect, fmt, out.data)
     buf.flush()
+    if shadow:
+        layer.merge_shadow(True)
     layer.update(0, 0, out.width, out.height)
 
 
@@ -403,7 +636,8 @@ def pixel_format_of(fmt):
     return dtype, "linear" if fmt.startswith("RGBA") else "srgb"
 
 
-def _new_image_with(image, layer, out, factor, fmt):
+def _new_image_with(image, out, name, fmt):
+    """A new image holding the enlarged result, named after the source (not "Untitled")."""
     new = Gimp.Image.new_with_precision(
         out.width, out.height, image.get_base_type(), image.get_precision()
     )
@@ -411,9 +645,11 @@ def _new_image_with(image, layer, out, factor, fmt):
     if profile is not None:
         new.set_color_profile(profile)
     new.undo_disable()
-    res = _new_layer(new, f"{layer.get_name()} bokeh ×{factor}", out.width, out.height)
-    new.insert_layer(res, None, 0)
+    res = _new_layer(new, name, out.width, out.height)
     _write(res, out, fmt)
+    new.insert_layer(res, None, 0)
+    folder = os.path.dirname(photo_file(image)) or os.path.expanduser("~")
+    new.set_file(Gio.File.new_for_path(os.path.join(folder, f"{name}.xcf")))
     new.undo_enable()
     return new
 
@@ -453,6 +689,7 @@ class BokehKit(Gimp.PlugIn):
         p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
         p.set_menu_label("_Lens Bokeh…")
         p.add_menu_path("<Image>/Filters/Bokeh")
+        p.add_menu_path("<Image>/Filters/Blur")  # where photographers look for blurs
         p.set_documentation(
             "Photorealistic lens bokeh (depth of field) and super-resolution",
             "Renders the background blur of a real lens from the active layer into a new layer "
