@@ -1,6 +1,7 @@
-"""The GIMP 3 plug-in for real: GIMP 3.0.4 in the Debian 13 root (tests/hosts/hostroot.sh),
-batch mode, the host's engine (tests/hosts/run-with-engine.sh). The result layer must equal
-`bokehkit render` on the same photo, mask and parameters within 1/255."""
+"""The GIMP 3 plug-in for real, in every GIMP people run: 3.0.4 (Debian 13) and 3.2.x (sid),
+each in its Debian root (tests/hosts/hostroot.sh), batch mode, the host's engine
+(tests/hosts/run-with-engine.sh). The result layer must equal `bokehkit render` on the same
+photo, mask and parameters within 1/255. The version is in every test id ([gimp3.2-...])."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ PARAMS = {
     "grain": 1.0,
     "engine": "classical",
 }
-CASES = ("layermask", "selection", "focus-channel", "mask-arg", "sr2", "float", "nomask-error")
+CASES = ("layermask", "selection", "focus-channel", "mask-arg", "sr2", "float", "nomask-error",
+         "reedit", "helpers", "depthview", "range", "nonraster")  # fmt: skip
 try:  # the magicbokeh case needs a tiny model built here (torch + diffusers)
     import diffusers  # noqa: F401
     import torch  # noqa: F401
@@ -49,14 +51,21 @@ try:  # the magicbokeh case needs a tiny model built here (torch + diffusers)
 except ImportError:
     pass
 GIMP = (
-    "timeout 240 gimp-console-3.0 -i -f --quit --batch-interpreter python-fu-eval "
+    "timeout 300 gimp-console -i --quit --batch-interpreter python-fu-eval "
     "-b \"exec(open('/bokehkit/tests/hosts/gimp_batch.py').read())\""
 )
 
 
-def install(home: Path) -> Path:
+@pytest.fixture(scope="module", params=hostkit.GIMPS, ids=lambda host: host.id)
+def gimp(request) -> hostkit.Host:
+    """Each GIMP version in turn; its root is built (or reused) first."""
+    hostkit.require_hostroot(request.param)
+    return request.param
+
+
+def install(home: Path, host: hostkit.Host = hostkit.GIMPS[0]) -> Path:
     """Into a fresh profile, as the installer does: folder name == script name, exec bit."""
-    dest = home / ".config" / "GIMP" / "3.0" / "plug-ins" / "bokehkit-gimp"
+    dest = home / ".config" / "GIMP" / host.version / "plug-ins" / "bokehkit-gimp"
     dest.mkdir(parents=True)
     shutil.copy2(PLUGIN_DIR / "bokehkit-gimp.py", dest / "bokehkit-gimp.py")
     (dest / "bokehkit-gimp.py").chmod(0o755)
@@ -65,11 +74,10 @@ def install(home: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gimp_run(tmp_path_factory):
+def gimp_run(gimp, tmp_path_factory):
     """One GIMP start runs every case (GIMP's start-up dominates the time)."""
-    hostkit.require_hostroot()
-    job = hostkit.make_job(tmp_path_factory.mktemp("gimp"))
-    install(job / "home")
+    job = hostkit.make_job(tmp_path_factory.mktemp(gimp.id))
+    install(job / "home", gimp)
     if "magicbokeh" in CASES:
         from magicbokeh_fixtures import make_bundle
 
@@ -79,11 +87,13 @@ def gimp_run(tmp_path_factory):
         f"HOME=/job/home BOKEHKIT_MODELS=/job/mb/store BK_JOB=/job BK_CASES={','.join(CASES)} "
         f"BK_ARGS='{json.dumps(ARGS)}' {GIMP}",
         job,
+        timeout=420,
+        host=gimp,
     )
     seconds = time.monotonic() - t0
     log = p.stdout + p.stderr
     (job / "gimp.log").write_text(log)
-    hostkit.log(f"GIMP batch: {seconds:.1f} s, exit {p.returncode}, log {job / 'gimp.log'}")
+    hostkit.log(f"{gimp.id} batch: {seconds:.1f} s, exit {p.returncode}, log {job / 'gimp.log'}")
     assert p.returncode == 0, f"gimp-console failed (exit {p.returncode}):\n{log[-4000:]}"
     return job, log
 
@@ -99,7 +109,8 @@ def test_gimp_result_matches_cli(gimp_run, case):
     job, log = gimp_run
     r = report(job, case)
     assert r["status"] == "success", r
-    assert r["layers"][0].endswith(" bokeh") and len(r["layers"]) == 2, r["layers"]
+    assert r["layers"][0] == "Background bokeh f/1.8 85 mm" and len(r["layers"]) == 2, r["layers"]
+    assert json.loads(r["record"])["source"]["name"] == "Background"  # it remembers (re-edit)
     assert r["result_offsets"] == [0, 0] and r["result_size"] == [960, 640]
     assert r["mask_untouched"], "the plug-in changed the user's mask/selection"
     assert 0.02 < r["mask_mean"] < 0.6, r["mask_mean"]  # a real, partial mask
@@ -123,7 +134,7 @@ def test_gimp_float_image_matches_cli(gimp_run):
     job, log = gimp_run
     r = report(job, "float")
     assert r["status"] == "success", r
-    assert "FLOAT_LINEAR" in r["precision_after"], r
+    assert r["precision_after"] == "float-linear", r
     d = job / "float"
     mask = np.frombuffer((d / "mask.raw").read_bytes(), np.float32).reshape(640, 960)
     tifffile.imwrite(d / "mask.tif", mask)  # the selection's float values, unrounded
@@ -149,12 +160,16 @@ def test_gimp_error_leaves_image_untouched(gimp_run):
     assert not (job / "nomask-error" / "result.png").exists()
 
 
-def test_gimp_super_resolution_makes_a_new_image(gimp_run):
+def test_gimp_super_resolution_makes_a_new_image(gimp, gimp_run):
     job, log = gimp_run
     r = report(job, "sr2")
     assert r["status"] == "success", r
     assert r["layers"] == ["Background"], "the source image must stay as it was"
     assert r["new_image_size"] == [1920, 1280] and len(r["new_image_layers"]) == 1, r
+    # named after the photo, not "[Untitled]" (GIMP 3.0's batch load leaves the image without
+    # a file: then after its layer)
+    stem = "Background" if gimp.version == "3.0" else "in"
+    assert r["new_image_file"] == f"{stem} bokeh f1.8 85 mm ×2.xcf", r
     d = job / "sr2"
     hostkit.raw_mask_to_png(d / "mask.raw", (960, 640), d / "mask.png")
     hostkit.cli_render(job / "in.png", d / "cli.png", {**PARAMS, "sr_factor": 2}, d / "mask.png")
@@ -207,3 +222,94 @@ def test_gimp_renders_with_magicbokeh(gimp_run, monkeypatch):
     hostkit.log(f"GIMP magicbokeh: max difference vs CLI {diff}/255 ({r['seconds']} s in GIMP)")
     assert diff <= 1, f"GIMP magicbokeh result differs from the CLI by {diff}/255"
     assert hostkit.max_diff(d / "result.png", job / "in.png") > 20  # the network ran
+
+
+# ------------------------------------------------------------------ the newer features
+
+
+def _raw_png(job: Path, case: str, name: str) -> Path:
+    d = job / case
+    hostkit.raw_mask_to_png(d / f"{name}.raw", (960, 640), d / f"{name}.png")
+    return d / f"{name}.png"
+
+
+def test_gimp_reedit_renders_again_from_the_source_into_the_result(gimp_run):
+    """The filter on a result: its source again (not the blurred result), new settings,
+    the result replaced in its place (one undo step: tested with Ctrl+Z in the GUI), the
+    name says f/2.8."""
+    job, log = gimp_run
+    r = report(job, "reedit")
+    assert r["status"] == "success", r
+    assert r["first_name"] == "Background bokeh f/1.8 85 mm"
+    assert r["layers"] == ["Background bokeh f/2.8 85 mm", "Background"], r["layers"]
+    assert r["first_gone"]
+    assert json.loads(r["record"])["params"]["aperture"] == 2.8
+    d, mask = job / "reedit", _raw_png(job, "reedit", "mask")
+    first = np.frombuffer((d / "first.rgba").read_bytes(), np.uint8).reshape(640, 960, 4)
+    Image.fromarray(first).save(d / "first.png")
+    hostkit.cli_render(job / "in.png", d / "cli-first.png", PARAMS, mask)
+    hostkit.cli_render(job / "in.png", d / "cli.png", {**PARAMS, "aperture": 2.8}, mask)
+    assert hostkit.max_diff(d / "first.png", d / "cli-first.png") <= 1
+    diff = hostkit.max_diff(d / "result.png", d / "cli.png")
+    hostkit.log(f"GIMP re-edit: max difference vs CLI {diff}/255")
+    assert diff <= 1, f"the re-edit differs from the CLI (f/2.8 from the source) by {diff}/255"
+
+
+@pytest.mark.parametrize("case", ["helpers", "depthview", "range"])
+def test_gimp_blur_and_depth_channels_range_and_depth_view_match_cli(gimp_run, case):
+    """A painted Depth channel (white = near) and Blur channel (white = more blur) go to the
+    engine; the focus range and the depth view (a new layer) equal the CLI's."""
+    job, log = gimp_run
+    r = report(job, case)
+    assert r["status"] == "success", r
+    depth, blur = _raw_png(job, case, "depth"), _raw_png(job, case, "blur")
+    extra = ["--depth", str(depth), "--blur-mask", str(blur)]
+    params, mask = dict(PARAMS), None
+    if case == "helpers":
+        mask = _raw_png(job, case, "mask")
+        assert r["layers"][0] == "Background bokeh f/1.8 85 mm", r["layers"]
+    elif case == "depthview":
+        params["output"] = "depth"
+        extra += ["--focus-point", "480,320"]
+        assert r["layers"][0] == "Background depth view", r["layers"]
+    else:
+        params.update(focus_source="range", focus_near=0.0, focus_far=0.45)
+        assert r["layers"][0] == "Background bokeh f/1.8 85 mm sharp 0%–45%", r["layers"]
+    d = job / case
+    hostkit.cli_render(job / "in.png", d / "cli.png", params, mask, *extra)
+    diff = hostkit.max_diff(d / "result.png", d / "cli.png")
+    hostkit.log(f"GIMP {case}: max difference vs CLI {diff}/255")
+    assert diff <= 1, f"GIMP {case} differs from the CLI by {diff}/255"
+
+
+def test_gimp_non_raster_layers_render_as_drawn_with_a_note(gimp, gimp_run):
+    """Text layers (and GIMP 3.2's vector and link layers) render as drawn: a plain result
+    layer, the source layer left as it is, a note in the log."""
+    job, log = gimp_run
+    kinds = report(job, "nonraster")["kinds"]
+    expected = {"text"} | ({"vector", "link"} if gimp.version != "3.0" else set())
+    assert set(kinds) == expected, kinds
+    for kind, r in kinds.items():
+        assert r["status"] == "success", (kind, r)
+        assert r["source_still"] and r["result_is_plain"], (kind, r)
+        assert r["result_name"].endswith("bokeh f/1.8 85 mm"), (kind, r)
+        assert f"note: the {kind} layer is rendered as drawn" in log
+
+
+def test_gimp_without_an_engine_says_what_to_run(gimp, tmp_path):
+    """No BOKEHKIT_ENGINE and no engine.json: the procedure fails with one line naming
+    `bokehkit install-plugins` (was: a Python traceback), and adds nothing."""
+    job = hostkit.make_job(tmp_path)
+    install(job / "home", gimp)
+    p = hostkit.run_in_root(
+        f"env -u BOKEHKIT_ENGINE HOME=/job/home BK_JOB=/job BK_CASES=noengine "
+        f"BK_ARGS='{json.dumps(ARGS)}' {GIMP}",
+        job,
+        host=gimp,
+    )
+    log = p.stdout + p.stderr
+    r = report(job, "noengine")
+    assert r["status"] == "execution-error", r
+    assert "bokehkit install-plugins" in r["message"] and "\n" not in r["message"].strip(), r
+    assert "Traceback" not in log, log[-3000:]
+    assert r["layers"] == ["Background"]

@@ -78,6 +78,14 @@ class Node:
         self._children.insert(i, node)
         node._parent = self
 
+    def uniqueId(self):  # noqa: N802
+        return f"{{{id(self)}}}"
+
+    def __eq__(self, other):
+        return self is other
+
+    __hash__ = object.__hash__
+
 
 class Selection:
     def __init__(self, data):
@@ -118,6 +126,15 @@ class Doc:
 
     def refreshProjection(self):
         pass  # noqa: E704, N802
+
+    def annotation(self, kind):
+        return getattr(self, "_annotations", {}).get(kind, b"")
+
+    def setAnnotation(self, kind, description, data):  # noqa: N802
+        self._annotations = {**getattr(self, "_annotations", {}), kind: bytes(data)}
+
+    def fileName(self):
+        return ""  # noqa: E704, N802
 
 
 MASK = bytes([0, 0, 255, 128, 0, 0, 64, 0])
@@ -165,8 +182,9 @@ def test_prepare_reads_pixels_and_requires_a_mask_only_for_mask_focus():
     job = core.prepare(doc, src, {"focus_source": "auto", "aperture": 2.8})
     assert job.mask is None and job.params["aperture"] == 2.8
     assert (job.image.data, job.image.order, job.image.dtype) == (PHOTO, "BGRA", "uint8")
-    with pytest.raises(ValueError, match="paint layer"):
-        core.prepare(doc, Node("g", "grouplayer"), {})
+    group = Node("g", "grouplayer")
+    with pytest.raises(ValueError, match="paint layer"):  # nothing to render at all
+        core.prepare(Doc([group]), group, {"focus_source": "auto"})
     with pytest.raises(schema.ParamError):
         core.prepare(doc, src, {"aperture": 0.1})
 
@@ -179,7 +197,8 @@ def test_apply_adds_a_layer_above_and_leaves_the_source():
     result = types.SimpleNamespace(image=out, report=[])
     got_doc, layer = core.apply(job, result)
     assert got_doc is doc and doc.active is layer
-    assert [n.name() for n in doc.root.childNodes()] == ["Background", "Background bokeh", "Top"]
+    names = [n.name() for n in doc.root.childNodes()]
+    assert names == ["Background", "Background bokeh f/2", "Top"]
     assert layer.pixelData(0, 0, W, H) == out.data and src.pixelData(0, 0, W, H) == PHOTO
     bad = types.SimpleNamespace(
         image=rawbuffer.RawImage(W, H, bytes(W * H * 16), "RGBA", "RGBA", "float32", "linear")
@@ -390,3 +409,67 @@ def test_result_records_and_names():
         assert edits.read_record(damaged) is None
     assert edits.is_helper(" Focus ") and edits.is_helper("BLUR") and edits.is_helper("depth")
     assert not edits.is_helper("Background")
+
+
+# ------------------------------------------------------------------ Krita: which layer
+
+
+def test_krita_renders_the_photo_not_the_focus_layer_the_user_just_painted():
+    """Blocker: with the Focus layer active, Apply rendered a blurred copy of the white
+    strokes. The layer meant is the paint layer under the helpers; the note says so."""
+    photo, focus, blur = Node("Background", data=PHOTO), Node("Focus"), Node("Blur")
+    doc = Doc([photo, focus, blur])
+    for active in (focus, blur):
+        node, note = core.choose_source(doc, active)
+        assert node is photo and f"“{active.name()}” is a helper" in note, note
+    assert core.choose_source(doc, photo) == (photo, "")
+    tmask = Node("Sharp", "transparencymask")
+    photo._children, tmask._parent = [tmask], photo
+    node, note = core.choose_source(doc, tmask)
+    assert node is photo and "transparencymask" in note
+    job = core.prepare(doc, focus, {"focus_source": "auto"})
+    assert job.node is photo and job.image.data == PHOTO and "Background" in job.note
+    lonely = Doc([Node("Focus")])
+    with pytest.raises(ValueError, match="paint layer"):
+        core.prepare(lonely, lonely.root.childNodes()[0], {"focus_source": "auto"})
+
+
+def test_krita_result_remembers_its_settings_and_reedits_from_the_source():
+    photo = Node("Background", data=PHOTO)
+    doc = Doc([photo])
+    job = core.prepare(doc, photo, {"focus_source": "auto", "aperture": 1.4})
+    out = rawbuffer.RawImage(W, H, bytes(reversed(PHOTO)), "RGBA", "BGRA", "uint8", "srgb")
+    _, first = core.apply(job, types.SimpleNamespace(image=out, report=[]))
+    assert first.name() == "Background bokeh f/1.4"
+    params, source = core.record_of(doc, first)
+    assert source is photo and params["aperture"] == 1.4
+    # running on the result: its source again, the new result right above the old one
+    again = core.prepare(doc, first, {**params, "aperture": 2.8})
+    assert again.node is photo and again.result is first and "re-editing" in again.note
+    _, second = core.apply(again, types.SimpleNamespace(image=out, report=[]))
+    names = [n.name() for n in doc.root.childNodes()]
+    assert names == ["Background", "Background bokeh f/1.4", "Background bokeh f/2.8"], names
+    assert core.record_of(doc, second)[0]["aperture"] == 2.8
+    assert photo.pixelData(0, 0, W, H) == PHOTO  # the source is never touched
+    doc.root._children.remove(photo)  # the source deleted: say so, render nothing
+    with pytest.raises(ValueError, match="source layer .* is gone"):
+        core.prepare(doc, second, params)
+
+
+def test_krita_blur_and_depth_layers_are_sent_when_painted():
+    photo = Node("Background", data=PHOTO)
+    blur = Node("Blur", data=b"".join(bytes([255, 255, 255, m]) for m in MASK))
+    depth = Node("Depth", data=bytes(W * H * 4))  # nothing painted yet
+    doc = Doc([photo, blur, depth])
+    job = core.prepare(doc, photo, {"focus_source": "auto"})
+    assert job.blur.data == MASK and job.depth is None
+
+
+def test_krita_checks_the_result_before_touching_the_document():
+    photo = Node("Background", data=PHOTO)
+    doc = Doc([photo])
+    job = core.prepare(doc, photo, {"focus_source": "auto"})
+    wrong = rawbuffer.RawImage(W, H + 1, bytes(W * (H + 1) * 4), "RGBA", "BGRA", "uint8", "srgb")
+    with pytest.raises(ValueError, match="expected 4×2"):
+        core.apply(job, types.SimpleNamespace(image=wrong, report=[]))
+    assert [n.name() for n in doc.root.childNodes()] == ["Background"]

@@ -431,7 +431,7 @@ def _run(procedure, run_mode, image, drawables, config):
     except ValueError as exc:  # schema.ParamError
         return _error(procedure, f"bokehkit: {exc}")
 
-    # Run on one of our results: render again from its source, into it (re-edit).
+    # Run on one of our results: render again from its source, replacing it (re-edit).
     result_layer, record = None, read_record_of(layer)
     if record is not None:
         stored, source = record
@@ -562,7 +562,7 @@ def _run(procedure, run_mode, image, drawables, config):
     name = edits.result_name(layer.get_name(), params)
     source = {"tattoo": layer.get_tattoo(), "name": layer.get_name()}
     if enlarged:  # a new image at the new size
-        new = _new_image_with(image, out, name, fmt)
+        new = _new_image_with(image, out, name, fmt, params)
         if run_mode == Gimp.RunMode.INTERACTIVE:
             Gimp.Display.new(new)
         Gimp.progress_end()
@@ -572,22 +572,27 @@ def _run(procedure, run_mode, image, drawables, config):
                 GObject.Value(Gimp.Image, new),
             ]
         )
-    same_kind = result_layer is not None and record[0].get("output") == params["output"]
+    # A re-edit replaces the result it was run on (same place, opacity, mode, visibility);
+    # the undo group makes the swap one step.
+    replaced = result_layer if result_layer is not None else None
+    if replaced is not None and record[0].get("output") != params["output"]:
+        replaced = None  # the depth view of a result: a layer of its own
+    res = _new_layer(image, name, w, h)
+    try:
+        _write(res, out, fmt)
+    except Exception:
+        res.delete()  # never inserted: nothing half-written reaches the image
+        raise
     image.undo_group_start()
     try:
-        if same_kind:  # re-edit: new pixels into the result, one undo step
-            _write(result_layer, out, fmt, shadow=True)
-            result_layer.set_name(name)
-            res = result_layer
-        else:
-            res = _new_layer(image, name, w, h)
-            try:
-                _write(res, out, fmt)
-            except Exception:
-                res.delete()  # never inserted: nothing half-written reaches the image
-                raise
-            image.insert_layer(res, layer.get_parent(), image.get_item_position(layer))
-            res.set_offsets(off_x, off_y)
+        anchor = replaced if replaced is not None else layer
+        image.insert_layer(res, anchor.get_parent(), image.get_item_position(anchor))
+        res.set_offsets(off_x, off_y)
+        if replaced is not None:
+            res.set_opacity(replaced.get_opacity())
+            res.set_mode(replaced.get_mode())
+            res.set_visible(replaced.get_visible())
+            image.remove_layer(replaced)
         attach_record(res, params, source)
     finally:
         image.undo_group_end()
@@ -618,15 +623,11 @@ def check_result(out, width, height, fmt):
         )
 
 
-def _write(layer, out, fmt, shadow=False):
-    """The result's pixels into `layer`; `shadow`: through the shadow buffer, so that
-    GIMP keeps the old pixels for undo (a re-edit)."""
-    rect = Gegl.Rectangle.new(0, 0, out.width, out.height)
-    buf = layer.get_shadow_buffer() if shadow else layer.get_buffer()
-    buf.set(rect, fmt, out.data)
+def _write(layer, out, fmt):
+    """The result's pixels into a new layer, before it joins the image."""
+    buf = layer.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, out.width, out.height), fmt, out.data)
     buf.flush()
-    if shadow:
-        layer.merge_shadow(True)
     layer.update(0, 0, out.width, out.height)
 
 
@@ -636,7 +637,7 @@ def pixel_format_of(fmt):
     return dtype, "linear" if fmt.startswith("RGBA") else "srgb"
 
 
-def _new_image_with(image, out, name, fmt):
+def _new_image_with(image, out, name, fmt, params):
     """A new image holding the enlarged result, named after the source (not "Untitled")."""
     new = Gimp.Image.new_with_precision(
         out.width, out.height, image.get_base_type(), image.get_precision()
@@ -648,8 +649,14 @@ def _new_image_with(image, out, name, fmt):
     res = _new_layer(new, name, out.width, out.height)
     _write(res, out, fmt)
     new.insert_layer(res, None, 0)
-    folder = os.path.dirname(photo_file(image)) or os.path.expanduser("~")
-    new.set_file(Gio.File.new_for_path(os.path.join(folder, f"{name}.xcf")))
+    from bokehkit_plugin import edits
+
+    photo = photo_file(image)
+    folder = os.path.dirname(photo) or os.path.expanduser("~")
+    # the photo's file name; an image never saved or imported has only its layer's name
+    stem = os.path.splitext(os.path.basename(photo))[0] or name.split(" bokeh")[0]
+    xcf = os.path.join(folder, edits.file_stem(stem, params) + ".xcf")
+    new.set_file(Gio.File.new_for_path(xcf))
     new.undo_enable()
     return new
 

@@ -1,8 +1,11 @@
-"""The Bokeh docker: the shared bokehkit panel (parameters, preview, progress, Stop) and
-the render of the active layer, off the GUI thread, applied as a new layer."""
+"""The Bokeh docker: the shared bokehkit panel (parameters, preview, progress, Stop) in a
+scroll area that fits a 1366×768 screen, and the render of the layer the user means, off
+the GUI thread, applied as a new layer. It follows the document: a new active layer,
+painting on the Focus/Blur/Depth layers or the selection renders a fresh preview."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -15,13 +18,20 @@ from . import core
 if not os.environ.get("BOKEHKIT_QT") and Krita.instance().version().startswith("5"):
     os.environ["BOKEHKIT_QT"] = "pyqt5"  # Krita 5 is Qt 5: never load PyQt6 into it
 
-from bokehkit_plugin import rawbuffer  # noqa: E402  (core put it on sys.path)
+from bokehkit_plugin import edits, rawbuffer  # noqa: E402  (core put it on sys.path)
 from bokehkit_plugin.ui.panel import BokehPanel  # noqa: E402
 from bokehkit_plugin.ui.preview import PreviewImage  # noqa: E402
 from bokehkit_plugin.ui.qt import QtCore, QtGui, QtWidgets, Signal  # noqa: E402
 
 DOCKER_ID = "bokehkit_docker"
 THUMB_PX = 512
+WATCH_MS = 1000  # how often the docker looks for a changed document (cheap thumbnails)
+SETTINGS_GROUP = "bokehkit"
+PHONE_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".heic", ".heif")
+PAINT_HINTS = {
+    "paint_depth": (edits.DEPTH, "paint white where things are near (transparent = far)"),
+    "paint_blur": (edits.BLUR, "paint white where the blur should be stronger"),
+}
 
 
 def log(*args):
@@ -29,13 +39,14 @@ def log(*args):
 
 
 class _Bridge(QtCore.QObject):
-    """Signals from the render thread, delivered on the GUI thread."""
+    """Signals from worker threads, delivered on the GUI thread."""
 
     progress = Signal(float, str)
     done = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
     engines = Signal(object)
+    installed = Signal(str)  # "" when it worked, else the one-line reason
 
 
 def _thumbnail(doc) -> PreviewImage | None:
@@ -43,7 +54,11 @@ def _thumbnail(doc) -> PreviewImage | None:
         return None
     scale = min(1.0, THUMB_PX / max(doc.width(), doc.height()))
     w, h = max(1, round(doc.width() * scale)), max(1, round(doc.height() * scale))
-    image = doc.thumbnail(w, h).convertToFormat(QtGui.QImage.Format.Format_RGBA8888)
+    return _rgba(doc.thumbnail(w, h), w, h)
+
+
+def _rgba(image, w: int, h: int) -> PreviewImage:
+    image = image.convertToFormat(QtGui.QImage.Format.Format_RGBA8888)
     ptr = image.constBits()
     ptr.setsize(image.sizeInBytes() if hasattr(image, "sizeInBytes") else image.byteCount())
     row = bytes(ptr)
@@ -52,53 +67,119 @@ def _thumbnail(doc) -> PreviewImage | None:
     return PreviewImage(w, h, data)
 
 
+def _fingerprint(doc, node) -> str:
+    """What the preview depends on, cheaply: the document, the active layer, the selection,
+    and tiny thumbnails of the source and of the Focus, Blur and Depth layers."""
+    if doc is None:
+        return ""
+    digest = hashlib.sha1()
+    digest.update(f"{doc.fileName()}|{doc.width()}x{doc.height()}".encode())
+    if node is not None:
+        digest.update(core._node_id(node).encode())
+    sel = doc.selection()
+    if sel is not None:
+        digest.update(f"{sel.x()},{sel.y()},{sel.width()},{sel.height()}".encode())
+        if sel.width() > 0:
+            digest.update(bytes(sel.pixelData(0, 0, doc.width(), doc.height()))[::997])
+    for other in core._walk(doc.rootNode()):
+        if edits.is_helper(other.name()) or other.type() in core.MASK_TYPES:
+            digest.update(_rgba(other.thumbnail(32, 32), 32, 32).rgba)
+    return digest.hexdigest()
+
+
 class BokehDocker(DockWidget):
     def __init__(self):
         super().__init__()
         self.setWindowTitle("Bokeh")
         self._engine = None  # renders
         self._preview_engine = None  # previews, so a preview never blocks Apply
+        self._fix_engine = None  # model installs
         self._job = None
         self._cancel = None
-        self._snapshot = None  # (node id, Job) the previews render from
+        self._snapshot = None  # (key, Job or error) the previews render from
+        self._depth_photo = None  # a phone photo chosen for its depth
+        self._watched = ""  # the document's fingerprint the preview was made for
+        self._active_id = ""
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._progress)
         self._bridge.done.connect(self._done)
         self._bridge.failed.connect(self._failed)
         self._bridge.cancelled.connect(self._cancelled)
         self._bridge.engines.connect(self._engines_known)
+        self._bridge.installed.connect(self._installed)
         self._pinged = False
-        box = QtWidgets.QWidget()
-        layout = QtWidgets.QVBoxLayout(box)
-        layout.setContentsMargins(4, 4, 4, 4)
         self.panel = BokehPanel(
-            ok_text="Apply", show_buttons=True, preview_fn=self._preview, parent=box
+            ok_text="Apply", show_buttons=True, preview_fn=self._preview, compact=True
         )
         self.panel.accepted.connect(self.apply)
         self.panel.rejected.connect(self.cancel)
         self.panel.cancelRequested.connect(self.cancel)
         self.panel.paramsChanged.connect(self._params_changed)
-        self.status = QtWidgets.QLabel("")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.panel, 1)
-        layout.addWidget(self.status)
-        self.setWidget(box)
+        self.panel.fixRequested.connect(self._fix)
+        self.panel.buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Cancel).setToolTip(
+            "Stop the render in progress"
+        )
+        # A scroll area: the docker fits a 768 px high screen with Krita's other dockers.
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        box = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(box)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.panel)
+        scroll.setWidget(box)
+        scroll.setMinimumHeight(120)
+        self.setWidget(scroll)
+        self._restore_settings()
+        self._watch = QtCore.QTimer(self)
+        self._watch.timeout.connect(self._look_for_changes)
+        self._watch.start(WATCH_MS)
+        if os.environ.get("BOKEHKIT_KRITA_TEST"):  # test hook: where things are, what happens
+            self.panel._worker.finished.connect(lambda image: log("preview shown"))
+            QtCore.QTimer.singleShot(4000, lambda: self.log_geometry("ready"))
+
+    def log_geometry(self, tag):
+        """Test hook: the screen rectangles of the window, the docker and its buttons, for
+        tests that click them with the mouse (xdotool)."""
+
+        def rect(widget):
+            top_left = widget.mapToGlobal(QtCore.QPoint(0, 0))
+            return [top_left.x(), top_left.y(), widget.width(), widget.height()]
+
+        std = QtWidgets.QDialogButtonBox.StandardButton
+        window = self.window()
+        screen = QtWidgets.QApplication.primaryScreen().geometry()
+        notice = self.panel.depth_notice
+        info = {
+            "tag": tag,
+            "screen": [screen.width(), screen.height()],
+            "window": rect(window),
+            "window_min_height": window.minimumSizeHint().height(),
+            "docker": rect(self),
+            "apply": rect(self.panel.buttons.button(std.Ok)),
+            "cancel": rect(self.panel.buttons.button(std.Cancel)),
+            "stop": rect(self.panel.stop_button),
+            "preview": rect(self.panel.preview),
+            "notice": rect(notice) if notice.isVisible() else None,
+            "fixes": {k: rect(b) for k, b in notice.buttons.items()} if notice.isVisible() else {},
+            "focus": self.panel.focus_combo.currentData(),
+            "status": self.panel.status.toolTip(),
+        }
+        log("geometry " + json.dumps(info))
 
     # ----------------------------------------------------------- Krita hooks
     def canvasChanged(self, canvas):
         doc = Krita.instance().activeDocument()
         if doc is None:
-            self.status.setText("open an image")
+            self.panel.set_status("open an image")
             return
         self.panel.set_image_size(doc.width(), doc.height())
         thumb = _thumbnail(doc)
         if thumb is not None:
             self.panel.preview.set_image(thumb)
             self.panel.preview.set_message("")
-        self._snapshot = None
-        self.status.setText(f"{doc.name() or 'image'}: {doc.width()}×{doc.height()}")
-        # once Krita has settled the active layer: snapshot it and render a preview
-        QtCore.QTimer.singleShot(300, lambda: self.panel.set_params(self.panel.params()))
+        self._snapshot, self._watched, self._depth_photo = None, "", None
+        self.panel.set_status(f"{doc.name() or 'image'}: {doc.width()}×{doc.height()}")
         if not self._pinged:
             self._pinged = True
             self._ping()
@@ -110,9 +191,54 @@ class BokehDocker(DockWidget):
             log(f"docker ready; menu action registered: {action is not None}; applying in 3 s")
             QtCore.QTimer.singleShot(3000, lambda: self.apply(self.panel.params()))
 
+    def _look_for_changes(self):
+        """The preview follows the document: another active layer or document, or paint on
+        the Focus/Blur/Depth layers, a mask or the selection, renders a fresh one."""
+        if not self.isVisible() or self._job is not None:
+            return
+        doc = Krita.instance().activeDocument()
+        node = doc.activeNode() if doc is not None else None
+        try:
+            now = _fingerprint(doc, node)
+        except Exception as exc:  # noqa: BLE001 - a document closing under us
+            log(f"watch: {exc}")
+            return
+        if now == self._watched:
+            return
+        first = not self._watched
+        self._watched = now
+        active = core._node_id(node) if node is not None else ""
+        if active != self._active_id:
+            self._active_id = active
+            self._follow_active(doc, node)
+        self._snapshot = None
+        self.panel.set_has_mask(self._has_mask(doc, node))
+        if not first:
+            log("document changed: fresh preview")
+        self.panel.set_params(self.panel.params())  # a fresh snapshot and preview
+
+    def _follow_active(self, doc, node):
+        """A result made here, now active: its settings come back (re-edit)."""
+        if doc is None or node is None:
+            return
+        record = core.record_of(doc, node)
+        if record is not None:
+            self.panel.set_params(record[0])
+            self.panel.set_status(f"re-editing “{node.name()}”: Apply renders it again")
+
+    @staticmethod
+    def _has_mask(doc, node) -> bool:
+        if doc is None or node is None:
+            return False
+        source, _ = core.choose_source(doc, node)
+        record = core.record_of(doc, node)
+        if record is not None and record[1] is not None:
+            source = record[1]
+        return source is not None and core.find_mask(doc, source)[1] is not None
+
     def _ping(self):
-        """Ask the engine (in the background) which renderers it has: the panel greys out
-        the others with the engine's reason."""
+        """Ask the engine (in the background) what it can do: the panel greys out what it
+        cannot, says what Auto focuses on, and whether there is depth."""
         if self._preview_engine is None:
             self._preview_engine = core.new_engine()
         engine, bridge = self._preview_engine, self._bridge
@@ -128,19 +254,43 @@ class BokehDocker(DockWidget):
     def _engines_known(self, engines):
         if engines:
             self.panel.set_engines(engines)
+            doc = Krita.instance().activeDocument()
+            if doc is not None and core.painted_layer(doc, edits.DEPTH)[1] is not None:
+                self.panel.set_has_depth(True)  # the user's own Depth layer
+
+    # -------------------------------------------------------------- settings
+    def _restore_settings(self):
+        """The last settings used, from kritarc (they persist between sessions)."""
+        text = Krita.instance().readSetting(SETTINGS_GROUP, "params", "")
+        try:
+            if text:
+                self.panel.set_params(
+                    {k: v for k, v in json.loads(text).items() if k in core.schema.BY_NAME}
+                )
+        except (ValueError, core.schema.ParamError) as exc:
+            log(f"ignoring the saved settings: {exc}")
+
+    def _save_settings(self, params):
+        keep = {k: v for k, v in params.items() if k != "output"}  # output is a one-off
+        Krita.instance().writeSetting(SETTINGS_GROUP, "params", json.dumps(keep))
 
     # -------------------------------------------------------------- preview
     def _params_changed(self, params):
-        """GUI thread: keep a snapshot of the active layer for the preview thread."""
+        """GUI thread: keep a snapshot of the layer meant for the preview thread."""
         doc = Krita.instance().activeDocument()
         node = doc.activeNode() if doc is not None else None
         if node is None:
             self._snapshot = None
             return
-        key = (doc.fileName(), node.uniqueId().toString(), params.get("focus_source"))
+        key = (doc.fileName(), core._node_id(node), params.get("focus_source"), self._watched)
         if self._snapshot is None or self._snapshot[0] != key:
             try:
-                self._snapshot = (key, core.prepare(doc, node, params))
+                job = core.prepare(doc, node, params, self._depth_photo)
+                self._snapshot = (key, job)
+                if job.note:
+                    self.panel.set_status(job.note)
+                if job.depth is not None:
+                    self.panel.set_has_depth(True)
             except ValueError as exc:
                 self._snapshot = (key, str(exc))
 
@@ -160,31 +310,111 @@ class BokehDocker(DockWidget):
             job.image,
             params,
             mask=mask,
+            depth=job.depth,
+            blur=job.blur,
+            depth_photo=job.depth_photo,
             preview=True,
             preview_max_px=THUMB_PX,
             cancel_event=cancel,
             on_progress=on_progress,
         )
         out = result.image
-        return PreviewImage(out.width, out.height, rawbuffer.to_rgba8(out))
+        return PreviewImage(out.width, out.height, rawbuffer.to_rgba8(out), tuple(result.report))
+
+    # ------------------------------------------------------------------ fixes
+    def _fix(self, fix_id):
+        """The "no depth" notice's buttons."""
+        doc = Krita.instance().activeDocument()
+        if fix_id in PAINT_HINTS:
+            self._add_helper_layer(doc, *PAINT_HINTS[fix_id])
+        elif fix_id == "phone_depth":
+            self._use_phone_depth(doc)
+        elif fix_id == "install_depth_model":
+            self._install_depth_model()
+
+    def _add_helper_layer(self, doc, name, how):
+        if doc is None:
+            return
+        node = doc.activeNode()
+        source, _ = core.choose_source(doc, node)
+        layer, _ = core.painted_layer(doc, name)
+        if layer is None:
+            layer = doc.createNode(name.capitalize(), "paintlayer")
+            above = source if source is not None else None
+            parent = above.parentNode() if above is not None else doc.rootNode()
+            parent.addChildNode(layer, above)
+        doc.setActiveNode(layer)
+        self.panel.set_status(f"{layer.name()} layer: {how}")
+        log(f"added the {layer.name()} layer")
+
+    def _use_phone_depth(self, doc):
+        path = doc.fileName() if doc is not None else ""
+        if not path or os.path.splitext(path)[1].lower() not in PHONE_PHOTO_SUFFIXES:
+            start = os.path.dirname(path) if path else os.path.expanduser("~")
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self, "The original phone photo", start, "Phone photos (*.jpg *.jpeg *.heic *.heif)"
+            )
+            if not path:
+                return
+        self._depth_photo = path
+        self._snapshot = None
+        self.panel.set_status(f"depth from {os.path.basename(path)}")
+        self.panel.set_params(self.panel.params())
+
+    def _install_depth_model(self):
+        model_id = (self.panel.engines.get("depth") or {}).get("install")
+        if not model_id:
+            return
+        if self._fix_engine is None:
+            self._fix_engine = core.new_engine()
+        engine, bridge = self._fix_engine, self._bridge
+        self.panel.depth_notice.setEnabled(False)
+        self.panel.set_status(f"installing the depth model {model_id}…")
+
+        def work():
+            try:
+                engine.install_model(model_id, on_progress=bridge.progress.emit)
+            except Exception as exc:  # noqa: BLE001 - one line in the docker
+                bridge.installed.emit(str(exc) or type(exc).__name__)
+            else:
+                bridge.installed.emit("")
+
+        threading.Thread(target=work, name="bokehkit-install", daemon=True).start()
+
+    def _installed(self, problem):
+        self.panel.depth_notice.setEnabled(True)
+        self.panel.set_busy(False, "")
+        if problem:
+            self.panel.set_status(f"depth model not installed: {problem}")
+            log(f"install failed: {problem}")
+            return
+        self.panel.set_status("depth model installed")
+        self._ping()
 
     # --------------------------------------------------------------- render
     def apply(self, params):
         if self._job is not None:
-            self.status.setText("a render is already running")
+            self.panel.set_status("a render is already running")
             return
         app = Krita.instance()
         doc = app.activeDocument()
         try:
-            job = core.prepare(doc, doc.activeNode() if doc else None, params)
+            job = core.prepare(doc, doc.activeNode() if doc else None, params, self._depth_photo)
         except ValueError as exc:
-            self.status.setText(str(exc))
+            self.panel.set_status(str(exc))
+            log(f"error: {exc}")
             return
+        self._save_settings(params)
         if self._engine is None:
             self._engine = core.new_engine()
         self._job, self._cancel = job, threading.Event()
         self.panel.set_busy(True, "rendering")
-        self.status.setText(f"rendering (focus: {job.mask_name or params['focus_source']})")
+        if os.environ.get("BOKEHKIT_KRITA_TEST"):
+            QtCore.QTimer.singleShot(300, lambda: self.log_geometry("busy"))
+        focus = job.mask_name or params["focus_source"]
+        note = f"; {job.note}" if job.note else ""
+        self.panel.set_status(f"rendering “{job.node.name()}” (focus: {focus}){note}")
+        log(f"rendering “{job.node.name()}”" + (f": {job.note}" if job.note else ""))
         bridge, engine, cancel = self._bridge, self._engine, self._cancel
 
         def work():
@@ -202,16 +432,15 @@ class BokehDocker(DockWidget):
     def cancel(self):
         if self._cancel is not None:
             self._cancel.set()
-            self.status.setText("cancelling…")
+            self.panel.set_status("cancelling…")
 
     def _progress(self, fraction, text):
-        if self._job is not None:
-            self.panel.set_progress(fraction, text)
+        self.panel.set_progress(fraction, text)
 
     def _finish(self, text):
         self._job, self._cancel = None, None
         self.panel.set_busy(False, text.split(":")[0])
-        self.status.setText(text)
+        self.panel.set_status(text)
         log(text)
 
     def _done(self, result):
@@ -225,6 +454,7 @@ class BokehDocker(DockWidget):
             window = Krita.instance().activeWindow()
             if window is not None:
                 window.addView(doc)
+        self._watched = ""  # the new layer is active: follow it
         self._finish(f"done: layer “{layer.name()}” ({'; '.join(result.report[:2])})")
 
     def _failed(self, message):

@@ -8,6 +8,7 @@ from . import core
 from .docker import DOCKER_ID
 
 ACTION_ID = "bokehkit_bokeh"
+FILTER_ACTION_ID = "bokehkit_lens_bokeh"
 
 
 def find_docker():
@@ -39,3 +40,7 @@ class BokehExtension(Extension):
         action = window.createAction(ACTION_ID, "Bokeh…", "tools/scripts")
         action.setToolTip("Lens bokeh and super-resolution (shows the Bokeh docker)")
         action.triggered.connect(show_docker)
+        # also where photographers look for blurs: the Filter menu
+        lens = window.createAction(FILTER_ACTION_ID, "Lens Bokeh…", "filter")
+        lens.setToolTip("Lens bokeh and super-resolution (shows the Bokeh docker)")
+        lens.triggered.connect(show_docker)

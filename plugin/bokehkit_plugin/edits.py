@@ -38,6 +38,13 @@ def result_name(source_name: str, params: dict) -> str:
     return " ".join(parts)
 
 
+def file_stem(photo_stem: str, params: dict) -> str:
+    """A file name (no extension) for a new image made from the photo: its settings, and
+    nothing a file system refuses ("IMG_1234 bokeh f1.4 85 mm ×2")."""
+    name = result_name(photo_stem or "image", params).replace("f/", "f")
+    return "".join("_" if c in '/\\:*?"<>|' else c for c in name)
+
+
 def make_record(params: dict, source: dict) -> str:
     """The record stored with a result: its params and how to find its source again
     (`source`: the host's ids, e.g. {"tattoo": 3, "name": "Background"})."""

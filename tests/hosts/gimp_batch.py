@@ -2,7 +2,9 @@
 # Drives python-fu-bokehkit on $BK_JOB/in.png the way a user would, for tests/test_hosts_gimp.py.
 #
 #   BK_JOB    the job folder: in.png in; per case <case>/result.png, mask.raw, report.json
-#   BK_CASES  comma-separated: layermask | selection | nomask-error (one GIMP start for all)
+#   BK_CASES  comma-separated (one GIMP start for all): layermask | selection | focus-channel |
+#             mask-arg | sr2 | float | nomask-error | magicbokeh | reedit | helpers |
+#             depthview | range | nonraster | noengine
 #   BK_ARGS   JSON: procedure arguments (aperture, focal-length, ...)
 import json
 import os
@@ -31,25 +33,106 @@ def run_case(J, CASE, ARGS):
     layer = img.get_layers()[0]
     w, h = layer.get_width(), layer.get_height()
     rect = Gegl.Rectangle.new(0, 0, w, h)
-    report["precision"] = str(img.get_precision())
+    report["precision"] = img.get_precision().value_nick  # str() of an enum differs by PyGObject
 
     def ellipse_selection():
         Gimp.context_set_feather(True)
         Gimp.context_set_feather_radius(24.0, 24.0)
         img.select_ellipse(Gimp.ChannelOps.REPLACE, 120, 30, 220, 300)
 
-    def painted_channel(name):  # an image-sized channel, painted white on black
+    def painted_channel(name, strokes=(170.0, 80.0, 250.0, 150.0, 230.0, 280.0), size=90.0):
+        """An image-sized channel, painted white on black."""
         chan = Gimp.Channel.new(img, name, w, h, 100.0, Gegl.Color.new("black"))
         img.insert_channel(chan, None, 0)
         Gimp.context_set_foreground(Gegl.Color.new("white"))
         Gimp.context_set_brush(Gimp.Brush.get_by_name("2. Hardness 050"))
-        Gimp.context_set_brush_size(90.0)
-        if not Gimp.paintbrush_default(chan, [170.0, 80.0, 250.0, 150.0, 230.0, 280.0]):
+        Gimp.context_set_brush_size(size)
+        if not Gimp.paintbrush_default(chan, list(strokes)):
             fail("paintbrush on the channel failed")
         return chan
 
+    def make_text_layer():
+        font = Gimp.Font.get_by_name("Sans-serif") or Gimp.fonts_get_list("")[0]
+        text = Gimp.TextLayer.new(img, "Bokeh", font, 120.0, Gimp.Unit.pixel())
+        img.insert_layer(text, None, 0)
+        return text
+
+    def make_vector_layer():  # GIMP 3.2: a filled path drawn as a layer
+        path = Gimp.Path.new(img, "disc")
+        img.insert_path(path, None, 0)
+        stroke = path.bezier_stroke_new_ellipse(480.0, 320.0, 200.0, 150.0, 0.0)
+        assert stroke > 0
+        layer = Gimp.VectorLayer.new(img, path)
+        img.insert_layer(layer, None, 0)
+        return layer
+
+    def make_link_layer():  # GIMP 3.2: a layer that shows another file
+        layer = Gimp.LinkLayer.new(
+            img, Gio.File.new_for_path(os.path.join(os.path.dirname(J), "in.png"))
+        )
+        img.insert_layer(layer, None, 0)
+        return layer
+
+    def non_raster(layer):
+        kinds = ("text", "vector", "link")
+        return any(getattr(layer, f"is_{k}_layer", lambda: False)() for k in kinds)
+
+    def run_proc(drawable, args, mode=Gimp.RunMode.NONINTERACTIVE):
+        """Run our procedure on `drawable`; (status nick, message)."""
+        proc = Gimp.get_pdb().lookup_procedure("python-fu-bokehkit")
+        if proc is None:
+            fail("python-fu-bokehkit is not registered (plug-in not installed or not executable)")
+        cfg = proc.create_config()
+        cfg.set_property("run-mode", mode)
+        cfg.set_property("image", img)
+        cfg.set_core_object_array("drawables", [drawable])
+        for k, v in {**ARGS, **args}.items():
+            cfg.set_property(k, v)
+        res = proc.run(cfg)
+        status = res.index(0)
+        message = ""
+        if res.length() > 1 and status != Gimp.PDBStatusType.SUCCESS:
+            err = res.index(1)
+            message = err if isinstance(err, str) else str(err)
+        return (status.value_nick if hasattr(status, "value_nick") else str(status)), message
+
     mask, mask_fmt, extra = None, "Y u8", {}
-    if CASE == "layermask":  # a painted layer mask: black, then white strokes with a soft brush
+    if CASE in ("helpers", "depthview", "range", "reedit", "noengine"):
+        # Blur and Depth channels painted as a user would (helpers), the depth view (a new
+        # layer), a focus range, a second run on the result (re-edit), no engine at all.
+        # The channels first: paint is clipped to a selection.
+        if CASE in ("helpers", "depthview", "range"):
+            depth = painted_channel("Depth", [40.0, 600.0, 480.0, 560.0, 900.0, 620.0], 260.0)
+            blur = painted_channel("Blur", [700.0, 60.0, 880.0, 200.0], 120.0)
+            for chan, name in ((depth, "depth"), (blur, "blur")):
+                data = chan.get_buffer().get(rect, 1.0, "Y' u8", Gegl.AbyssPolicy.NONE)
+                open(f"{J}/{name}.raw", "wb").write(data)
+        ellipse_selection()
+        mask = img.get_selection()
+        if CASE == "depthview":
+            extra = {"output": "depth", "focus-source": "point"}
+        if CASE == "range":
+            extra = {"focus-source": "range", "focus-near": 0.0, "focus-far": 0.45}
+    elif CASE == "nonraster":  # GIMP 3.2's vector and link layers, and text layers
+        kinds = [("text", make_text_layer)]
+        if hasattr(Gimp, "VectorLayer"):
+            kinds += [("vector", make_vector_layer), ("link", make_link_layer)]
+        results = {}
+        for kind, make in kinds:
+            src_layer = make()
+            status, message = run_proc(src_layer, {"focus-source": "auto"})
+            top = img.get_layers()[0]
+            results[kind] = {
+                "status": status,
+                "message": message,
+                "source_still": getattr(src_layer, f"is_{kind}_layer")(),
+                "result_name": top.get_name(),
+                "result_is_plain": not non_raster(top),
+            }
+        report["kinds"] = results
+        json.dump(report, open(f"{J}/report.json", "w"), indent=1)
+        return
+    elif CASE == "layermask":  # a painted layer mask: black, then white strokes with a soft brush
         mask = layer.create_mask(Gimp.AddMaskType.BLACK)
         layer.add_mask(mask)
         Gimp.context_set_foreground(Gegl.Color.new("white"))
@@ -107,6 +190,16 @@ def run_case(J, CASE, ARGS):
     if res.length() > 1 and status != Gimp.PDBStatusType.SUCCESS:
         err = res.index(1)
         report["message"] = err if isinstance(err, str) else str(err)
+    if CASE == "reedit" and status == Gimp.PDBStatusType.SUCCESS:
+        # the first result, as it was; then the filter on the result itself, f/2.8
+        first = img.get_layers()[0]
+        report["first_name"] = first.get_name()
+        open(f"{J}/first.rgba", "wb").write(
+            first.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
+        )
+        second, report["message"] = run_proc(first, {"aperture": 2.8})
+        report["status"] = second
+        report["first_gone"] = not first.is_valid()  # replaced, in the same place
     report["layers"] = [lay.get_name() for lay in img.get_layers()]
     if before is not None:
         after = mask.get_buffer().get(rect, 1.0, mask_fmt, Gegl.AbyssPolicy.NONE)
@@ -119,17 +212,20 @@ def run_case(J, CASE, ARGS):
             fail("super-resolution returned no image")
         report["new_image_size"] = [new.get_width(), new.get_height()]
         report["new_image_layers"] = [lay.get_name() for lay in new.get_layers()]
+        report["new_image_file"] = os.path.basename(new.get_file().get_path())
         Gimp.file_save(
             Gimp.RunMode.NONINTERACTIVE, new, Gio.File.new_for_path(f"{J}/result.png"), None
         )
     elif status == Gimp.PDBStatusType.SUCCESS:
         top = img.get_layers()[0]
+        parasite = top.get_parasite("bokehkit-settings")
+        report["record"] = bytes(parasite.get_data()).decode() if parasite else None
         report["result_offsets"] = list(top.get_offsets()[1:])
         report["result_size"] = [top.get_width(), top.get_height()]
         if CASE == "float":  # the result as 8-bit sRGB code values, as babl rounds them
             data = top.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
             open(f"{J}/result.rgba", "wb").write(data)
-            report["precision_after"] = str(img.get_precision())
+            report["precision_after"] = img.get_precision().value_nick
         layer.set_visible(False)  # export only the result layer
         Gimp.file_save(
             Gimp.RunMode.NONINTERACTIVE, img, Gio.File.new_for_path(f"{J}/result.png"), None

@@ -1,13 +1,15 @@
-"""Helpers for the host tests (tests/test_hosts_*.py): the Debian 13 root with GIMP 3 and
-Krita (hostroot.sh), the host engine inside it (run-with-engine.sh), the CLI reference
-render and image comparison. See tests/hosts/README.md."""
+"""Helpers for the host tests (tests/test_hosts_*.py): the Debian roots with GIMP 3 and
+Krita (hostroot.sh, one per suite), the host engine inside them (run-with-engine.sh), the
+CLI reference render and image comparison. See tests/hosts/README.md."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +26,70 @@ PLUGIN_PKG = REPO / "plugin" / "bokehkit_plugin"
 SKIP = 77
 
 
-def require_hostroot() -> None:
-    """Skip (with hostroot.sh's own reason) where the root cannot be had; never pass."""
+@dataclass(frozen=True)
+class Host:
+    """One editor version the plug-ins are tested in, and the Debian suite that has it."""
+
+    program: str  # "gimp" or "krita"
+    version: str  # major.minor, as the package's version starts
+    suite: str  # hostroot.sh --suite
+
+    @property
+    def id(self) -> str:  # in the test ids: test_gimp_...[gimp3.2-layermask]
+        return f"{self.program}{self.version}"
+
+    @property
+    def qt(self) -> str:  # Krita's Qt binding
+        return "PyQt6" if self.version.startswith("6") else "PyQt5"
+
+
+GIMPS = (Host("gimp", "3.0", "trixie"), Host("gimp", "3.2", "sid"))
+KRITAS = (
+    Host("krita", "5.2", "trixie"),
+    Host("krita", "5.3", "sid"),
+    Host("krita", "6.0", "experimental"),
+)
+#: The host the tests that need just one use (the newest stable pair).
+DEFAULT_SUITE = "trixie"
+
+
+@functools.cache
+def _root_versions(suite: str) -> dict[str, str]:
+    p = subprocess.run([str(HOSTROOT), "--suite", suite, "versions"], capture_output=True,
+                       text=True)  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    return dict(line.split(" ", 1) for line in p.stdout.splitlines() if " " in line)
+
+
+def require_hostroot(host: Host | None = None) -> None:
+    """Skip (with hostroot.sh's own reason) where the root cannot be had; never pass. With
+    `host`: its suite's root, which must hold that version (the test id says it)."""
     if os.geteuid() != 0:
         pytest.skip("hostroot: unavailable: not root (needs chroot and mount)")
-    p = subprocess.run([str(HOSTROOT), "setup"], capture_output=True, text=True)
+    suite = host.suite if host is not None else DEFAULT_SUITE
+    p = subprocess.run([str(HOSTROOT), "--suite", suite, "setup"], capture_output=True, text=True)
     if p.returncode == SKIP:
         pytest.skip(p.stdout.strip() or "hostroot: unavailable")
-    assert p.returncode == 0, f"hostroot.sh setup failed:\n{p.stderr[-3000:]}"
+    assert p.returncode == 0, f"hostroot.sh --suite {suite} setup failed:\n{p.stderr[-3000:]}"
     if not (VENV / "bin" / "python").exists():
         pytest.skip(f"no engine venv at {VENV} (run scripts/setup.sh)")
+    if host is not None:
+        found = _root_versions(suite).get(host.program, "").split(":")[-1]
+        assert found.startswith(host.version + "."), (
+            f"the {suite} root has {host.program} {found or 'nothing'}, not {host.version}"
+        )
 
 
-def run_in_root(command: str, job: Path, timeout: float = 300, engine: bool = True):
-    """bash -c COMMAND inside the root, JOB mounted at /job; with `engine`, the host's
-    engine venv is usable there and BOKEHKIT_ENGINE set. Skips on exit code 77."""
+def run_in_root(
+    command: str, job: Path, timeout: float = 300, engine: bool = True, host: Host | None = None
+):
+    """bash -c COMMAND inside the root (the host's suite, else trixie), JOB mounted at /job;
+    with `engine`, the host's engine venv is usable there and BOKEHKIT_ENGINE set. Skips on
+    exit code 77."""
     script = RUN_WITH_ENGINE if engine else HOSTROOT
     args = [str(script)] if engine else [str(script), "run"]
-    env = dict(os.environ, JOB_DIR=str(job))
+    suite = host.suite if host is not None else DEFAULT_SUITE
+    env = dict(os.environ, JOB_DIR=str(job), HOSTROOT_SUITE=suite)
     p = subprocess.run(
         [*args, "bash", "-c", command],
         env=env,
@@ -83,13 +131,18 @@ def cli_flags(params: dict) -> list[str]:
     ]  # fmt: skip
     if params["focal_length"]:
         flags += ["--focal-length", str(params["focal_length"])]
+    if params.get("focus_source") == "range":
+        flags += ["--focus-range", f"{params['focus_near']},{params['focus_far']}"]
+    if params.get("output") == "depth":
+        flags += ["--depth-view"]
     return flags
 
 
-def cli_render(src: Path, out: Path, params: dict, mask: Path | None) -> None:
-    """The reference: the engine's own CLI on the host, same input, mask and params."""
+def cli_render(src: Path, out: Path, params: dict, mask: Path | None, *extra: str) -> None:
+    """The reference: the engine's own CLI on the host, same input, mask and params (and
+    `extra` flags: --depth FILE, --blur-mask FILE, --focus-point X,Y...)."""
     cmd = [str(VENV / "bin" / "python"), "-m", "bokehkit", "render", str(src), "-o", str(out)]
-    cmd += cli_flags(params) + ["--quiet"]
+    cmd += cli_flags(params) + ["--quiet", *extra]
     if mask is not None:
         cmd += ["--focus-mask", str(mask)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -45,8 +45,8 @@ if [ "${1:-}" = --suite ]; then SUITE=${2:?--suite needs a suite}; shift 2; fi
 export HOSTROOT_SUITE=$SUITE                 # for the re-exec in the namespace
 # --no-install-recommends: python3-pyqt5/6 is only a Recommends of krita but pykrita needs
 # it; xauth for xvfb-run, imagemagick for screenshots (import), python3-pil to read PNGs,
-# xdotool to drive the GUIs with the mouse.
-TOOLS="xvfb xauth imagemagick python3-pil python3-numpy xdotool"
+# xdotool to drive the GUIs with the mouse, a font (text layers, and the GUIs' text).
+TOOLS="xvfb xauth imagemagick python3-pil python3-numpy xdotool fonts-dejavu-core"
 GIMP_PKGS="gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4"
 case $SUITE in
   trixie|sid)   BASE_SUITE=$SUITE; EXTRA_SUITE=;  PKGS="$GIMP_PKGS krita python3-pyqt5 $TOOLS" ;;

@@ -7,14 +7,13 @@
 #   adds "serve --stdio"). The binds live in a private mount namespace that dies with the command.
 #
 #   BOKEHKIT_VENV   the engine's venv (default: <repo>/.venv)
-#   HOSTROOT, JOB_DIR, HOSTROOT_*   as for hostroot.sh
+#   HOSTROOT_SUITE, HOSTROOT, JOB_DIR, HOSTROOT_*   as for hostroot.sh (the suite's root)
 #
 # Exits 77 with "hostroot: unavailable: ..." when this cannot work here (like hostroot.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=${BOKEHKIT_SRC:-$(cd "$HERE/../.." && pwd)}
 VENV=$(realpath -m "${BOKEHKIT_VENV:-$REPO/.venv}")
-ROOT=$(realpath -m "${HOSTROOT:-/var/cache/bokehkit-hostroot/root}")
 unavailable() { printf 'hostroot: unavailable: %s\n' "$*"; exit 77; }
 
 if [ -z "${_BOKEHKIT_ENGINE_NS:-}" ]; then

@@ -12,8 +12,9 @@ from .qt import QtCore, QtGui, QtWidgets, exec_dialog
 #: What the host tells the dialog about itself (all optional), in the `dialog` request's
 #: "context": "mask_source" (where the painted mask comes from, e.g. "layer mask"),
 #: "photo_file" (the photo on disk, for the phone's depth), "colours" ({"window": "#rrggbb",
-#: "text": "#rrggbb"}: the host's theme), "title" (e.g. the layer being re-edited).
-CONTEXT_KEYS = ("mask_source", "photo_file", "colours", "title")
+#: "text": "#rrggbb"}: the host's theme), "title" (e.g. the layer being re-edited), "note"
+#: (one line for the status, e.g. "the text layer is rendered as drawn").
+CONTEXT_KEYS = ("mask_source", "photo_file", "colours", "title", "note")
 
 
 class BokehDialog(QtWidgets.QDialog):
@@ -34,6 +35,8 @@ class BokehDialog(QtWidgets.QDialog):
         apply_host_colours(self, self.context.get("colours"))
         self.panel = BokehPanel(**panel_args, parent=self)
         self.panel.set_mask_source(self.context.get("mask_source"))
+        if self.context.get("note"):
+            self.panel.set_status(self.context["note"])
         self.chosen: dict | None = None
         self.action: str | None = None
         self.depth_photo: str | None = None

@@ -326,6 +326,7 @@ class BokehPanel(QtWidgets.QWidget):
         """What the engine can do, from its `pong`: renderers and the "realesrgan" upscaler
         it cannot run are greyed out with a short reason; "subject" says what Auto focuses
         on; "depth" whether it has depth (else the "no depth" notice)."""
+        self.engines = dict(engines)
         self._grey_out(self.engine_combo, "engine", engines, self.engine_note)
         # The classical upscaler needs no model; engines["classical"] is the renderer.
         upscalers = dict(engines, classical={"available": True})
