@@ -313,3 +313,78 @@ def test_gimp_without_an_engine_says_what_to_run(gimp, tmp_path):
     assert "bokehkit install-plugins" in r["message"] and "\n" not in r["message"].strip(), r
     assert "Traceback" not in log, log[-3000:]
     assert r["layers"] == ["Background"]
+
+
+# ------------------------------------------------------------------ with the mouse
+
+
+@pytest.fixture(scope="module")
+def gimp_mouse(gimp, tmp_path_factory):
+    """Two GIMP GUI sessions per version, driven with the mouse and keyboard
+    (tests/hosts/gimp_mouse.py); the report, logs and screenshots."""
+    job = hostkit.make_job(tmp_path_factory.mktemp(f"{gimp.id}-mouse"))
+    install(job / "home", gimp)
+    # a user who has seen GIMP's welcome dialog (a window of its own that takes the keys)
+    gimprc = job / "home" / ".config" / "GIMP" / gimp.version / "gimprc"
+    gimprc.write_text("(show-welcome-dialog no)\n")
+    out = job / "mouse"
+    out.mkdir()
+    p = hostkit.run_in_root(
+        f"HOME=/job/home {hostkit.XVFB} python3 /bokehkit/tests/hosts/gimp_mouse.py /job/mouse",
+        job,
+        timeout=600,
+        host=gimp,
+    )
+    logs = "".join(f.read_text(errors="replace")[-3000:] for f in sorted(out.glob("gimp-*.log")))
+    assert (out / "report.json").exists(), f"{p.stdout[-3000:]}\n{p.stderr[-2000:]}\n{logs}"
+    return json.loads((out / "report.json").read_text()), out, logs
+
+
+def test_gimp_dialog_follows_the_dark_theme_and_tips_on_layer_masks(gimp_mouse):
+    """The engine's dialog takes GIMP's (dark) theme colours, and says that a layer mask
+    hides the photo while one paints it (Quick Mask or a "Focus" channel do not)."""
+    r, out, logs = gimp_mouse
+    shown = r["dialog"]
+    assert shown is not None, logs
+    from PIL import ImageColor
+
+    red, green, blue = ImageColor.getrgb(shown["window_colour"])
+    colour = shown["window_colour"]
+    assert (red + green + blue) / 3 < 110, f"a light dialog over a dark GIMP: {colour}"
+    assert "Quick Mask" in shown["focus_note"] and "Focus" in shown["focus_note"], shown
+    assert shown["params"]["focus_source"] == "mask"
+    a = hostkit.check_screenshot(out / "gimp-dialog.png")
+    dark = (a.astype(int).sum(-1) < 3 * 110).mean()
+    assert dark > 0.5, f"the screen is not mostly dark ({dark:.0%})"
+
+
+def test_gimp_reshow_on_a_result_reedits_and_says_why_focus_moved(gimp_mouse):
+    """Re-Show (Shift+Ctrl+F) on the result after the mask was deleted: the dialog reopens as
+    a re-edit with the result's settings and says that focus moved to Auto (it used to
+    switch silently); OK replaces the result; one Ctrl+Z brings the first result back."""
+    r, out, logs = gimp_mouse
+    chosen = r["chosen"]["aperture"]
+    assert r["first"]["name"] == f"Background bokeh f/{chosen:g}", r["first"]
+    reshow = r["reshow"]
+    assert reshow is not None and "re-edit" in reshow["title"], reshow
+    assert "No painted mask any more" in reshow["focus_note"], reshow
+    assert reshow["params"]["focus_source"] == "auto" and reshow["params"]["aperture"] == chosen
+    assert r["second"]["differs"] and len(r["second"]["layers"]) == 2, r["second"]
+    assert r["after_undo"]["first_pixels_back"], r["after_undo"]
+    assert r["after_undo"]["layers"] == r["first"]["layers"], r["after_undo"]
+
+
+def test_gimp_slider_snaps_and_settings_persist_between_sessions(gimp_mouse):
+    sys.path.insert(0, str(hostkit.PLUGIN_PKG.parent))
+    from bokehkit_plugin.ui.controls import THIRD_STOPS
+
+    r, out, logs = gimp_mouse
+    chosen = r["chosen"]["aperture"]
+    assert chosen in THIRD_STOPS and chosen != 2.0, r["chosen"]
+    assert r["session2"] is not None, logs
+    assert r["session2"]["params"]["aperture"] == chosen, r["session2"]["params"]
+
+
+def test_gimp_engine_goes_with_gimp(gimp_mouse):
+    r, out, logs = gimp_mouse
+    assert r["engines_left"] == [], r["engines_left"]

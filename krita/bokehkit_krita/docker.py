@@ -119,28 +119,26 @@ class BokehDocker(DockWidget):
         self.panel.buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Cancel).setToolTip(
             "Stop the render in progress"
         )
-        # A scroll area: the docker fits a 768 px high screen with Krita's other dockers.
-        scroll = QtWidgets.QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        # compact: the settings scroll inside the panel, its buttons stay in view, so the
+        # docker fits a 768 px high screen beside Krita's other dockers
         box = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(box)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.panel)
-        scroll.setWidget(box)
-        scroll.setMinimumHeight(120)
-        self.setWidget(scroll)
+        self.setWidget(box)
         self._restore_settings()
         self._watch = QtCore.QTimer(self)
         self._watch.timeout.connect(self._look_for_changes)
         self._watch.start(WATCH_MS)
-        if os.environ.get("BOKEHKIT_KRITA_TEST"):  # test hook: where things are, what happens
+        self._testing = bool(os.environ.get("BOKEHKIT_KRITA_TEST"))
+        if self._testing:  # test hook: where things are, what happens
             self.panel._worker.finished.connect(lambda image: log("preview shown"))
+            self.panel.paramsChanged.connect(lambda params: log("params " + json.dumps(params)))
             QtCore.QTimer.singleShot(4000, lambda: self.log_geometry("ready"))
 
-    def log_geometry(self, tag):
+    def log_geometry(self, tag, only_if_new=False):
         """Test hook: the screen rectangles of the window, the docker and its buttons, for
-        tests that click them with the mouse (xdotool)."""
+        tests that click them with the mouse (xdotool); `only_if_new`: unless unchanged."""
 
         def rect(widget):
             top_left = widget.mapToGlobal(QtCore.QPoint(0, 0))
@@ -150,8 +148,16 @@ class BokehDocker(DockWidget):
         window = self.window()
         screen = QtWidgets.QApplication.primaryScreen().geometry()
         notice = self.panel.depth_notice
+        menus = {}
+        bar = window.menuBar() if hasattr(window, "menuBar") else None
+        for top in bar.actions() if bar is not None else []:
+            ours = [a.objectName() for a in top.menu().actions()] if top.menu() else []
+            ours = [name for name in ours if name.startswith("bokehkit")]
+            if ours:
+                menus[top.objectName() or top.text()] = ours
         info = {
             "tag": tag,
+            "menus": menus,
             "screen": [screen.width(), screen.height()],
             "window": rect(window),
             "window_min_height": window.minimumSizeHint().height(),
@@ -159,12 +165,21 @@ class BokehDocker(DockWidget):
             "apply": rect(self.panel.buttons.button(std.Ok)),
             "cancel": rect(self.panel.buttons.button(std.Cancel)),
             "stop": rect(self.panel.stop_button),
+            "aperture_slider": rect(self.panel.aperture_slider),
+            "focal_auto": rect(self.panel.focal.auto),
+            "mask_enabled": self.panel.focus_combo.model().item(0).isEnabled(),
             "preview": rect(self.panel.preview),
+            "viewport": rect(self.panel.scroll.viewport()),
             "notice": rect(notice) if notice.isVisible() else None,
             "fixes": {k: rect(b) for k, b in notice.buttons.items()} if notice.isVisible() else {},
+            "paint_blur_fix": rect(notice.buttons["paint_blur"]),
             "focus": self.panel.focus_combo.currentData(),
             "status": self.panel.status.toolTip(),
         }
+        text = json.dumps({k: v for k, v in info.items() if k != "tag"})
+        if only_if_new and text == getattr(self, "_geometry_logged", None):
+            return
+        self._geometry_logged = text
         log("geometry " + json.dumps(info))
 
     # ----------------------------------------------------------- Krita hooks
@@ -194,6 +209,8 @@ class BokehDocker(DockWidget):
     def _look_for_changes(self):
         """The preview follows the document: another active layer or document, or paint on
         the Focus/Blur/Depth layers, a mask or the selection, renders a fresh one."""
+        if self._testing:
+            self.log_geometry("changed", only_if_new=True)
         if not self.isVisible() or self._job is not None:
             return
         doc = Krita.instance().activeDocument()
@@ -215,6 +232,9 @@ class BokehDocker(DockWidget):
         self.panel.set_has_mask(self._has_mask(doc, node))
         if not first:
             log("document changed: fresh preview")
+        if self._testing and doc is not None:
+            layers = [n.name() for n in core._walk(doc.rootNode()) if n.type() == "paintlayer"]
+            log("layers " + json.dumps({"layers": layers, "active": node.name() if node else ""}))
         self.panel.set_params(self.panel.params())  # a fresh snapshot and preview
 
     def _follow_active(self, doc, node):

@@ -2,8 +2,10 @@
 #   QT_QPA_PLATFORM=offscreen PYTHONPATH=/bokehkit/tests/hosts kritarunner -s krita_batch \
 #       -f main /job
 # Drives the installed plug-in's core (document in, engine, result layer out) the way the
-# docker does, for each case: selection | focuslayer | nomask-error. kritarunner exits 0
-# even when this raises, so failures end in os._exit(1) and the test checks the outputs.
+# docker does, for each case: selection | focuslayer | transparencymask | sr2 | f32 |
+# cancel | nomask-error | magicbokeh | focusactive | reedit | helpers | range | depthview.
+# kritarunner exits 0 even when this raises, so failures end in os._exit(1) and the test
+# checks the outputs. Krita 5 runs PyQt5, Krita 6 PyQt6 (it refuses PyQt5 imports).
 import importlib.util
 import json
 import os
@@ -12,9 +14,12 @@ import threading
 import time
 import traceback
 
-from PyQt5.QtCore import QByteArray
-
 from krita import InfoObject, Krita, Selection
+
+if Krita.instance().version().startswith("5"):
+    from PyQt5.QtCore import QByteArray
+else:
+    from PyQt6.QtCore import QByteArray
 
 PYKRITA = os.path.expanduser("~/.local/share/krita/pykrita")
 
@@ -70,15 +75,36 @@ def run_case(core, job, case, params):
         tmask.setSelection(sel)
         src.addChildNode(tmask, None)
         before = bytes(tmask.pixelData(0, 0, w, h))
-    elif case == "focuslayer":  # white paint whose alpha is the mask, on a hidden layer
+    elif case in ("focuslayer", "focusactive"):  # white paint whose alpha is the mask
         focus = doc.createNode("Focus", "paintlayer")
         doc.rootNode().addChildNode(focus, src)
         bgra = bytearray(b"\xff" * (4 * w * h))
         bgra[3::4] = mask
         focus.setPixelData(QByteArray(bytes(bgra)), 0, 0, w, h)
-        focus.setVisible(False)
+        focus.setVisible(case == "focusactive")  # as a user leaves it after painting
         before = bytes(focus.pixelData(0, 0, w, h))
-    doc.setActiveNode(src)
+    elif case in ("reedit", "helpers", "range", "depthview"):
+        sel = Selection()
+        sel.setPixelData(QByteArray(mask), 0, 0, w, h)
+        doc.setSelection(sel)
+        before = bytes(doc.selection().pixelData(0, 0, w, h))
+        if case != "reedit":  # white paint on transparent Depth and Blur layers
+            for name in ("Depth", "Blur"):
+                plane = open(os.path.join(job, f"{name.lower()}.raw"), "rb").read()
+                bgra = bytearray(b"\xff" * (4 * w * h))
+                bgra[3::4] = plane
+                layer = doc.createNode(name, "paintlayer")
+                doc.rootNode().addChildNode(layer, src)
+                layer.setPixelData(QByteArray(bytes(bgra)), 0, 0, w, h)
+                layer.setVisible(False)
+        if case == "range":
+            params.update(focus_source="range", focus_near=0.0, focus_far=0.45)
+        if case == "depthview":
+            params.update(focus_source="point", focus_x=0.5, focus_y=0.5, output="depth")
+    active = src
+    if case == "focusactive":  # the user just painted Focus: it is the active layer
+        active = [n for n in doc.rootNode().childNodes() if n.name() == "Focus"][0]
+    doc.setActiveNode(active)
     doc.waitForDone()
     layers = [n.name() for n in doc.rootNode().childNodes()]
     engine = core.new_engine()
@@ -93,10 +119,21 @@ def run_case(core, job, case, params):
 
     new_doc = layer = None
     try:
-        jobspec = core.prepare(doc, src, params)
+        jobspec = core.prepare(doc, active, params)
         report["mask_source"] = jobspec.mask_name
+        report["rendered"] = jobspec.node.name()
+        report["note"] = jobspec.note
         result = core.render(engine, jobspec, on_progress, cancel)
         new_doc, layer = core.apply(jobspec, result, app)
+        if case == "reedit":  # the filter on the result: its source again, f/2.8
+            report["first_name"] = layer.name()
+            with open(os.path.join(out, "first.raw"), "wb") as f:
+                f.write(bytes(layer.pixelData(0, 0, w, h)))
+            again = core.prepare(doc, layer, {**params, "aperture": 2.8})
+            report["rendered"], report["note"] = again.node.name(), again.note
+            result = core.render(engine, again, on_progress, cancel)
+            new_doc, layer = core.apply(again, result, app)
+            report["record_aperture"] = core.record_of(doc, layer)[0]["aperture"]
         report["status"] = "success"
         report["engine_report"] = result.report
     except core.bk_client.Cancelled:
@@ -110,9 +147,9 @@ def run_case(core, job, case, params):
     report["seconds"] = round(time.monotonic() - t0, 2)
     report["layers_before"] = layers
     report["layers"] = [n.name() for n in doc.rootNode().childNodes()]
-    if case in ("selection", "magicbokeh"):
+    if case in ("selection", "magicbokeh", "reedit", "helpers", "range", "depthview"):
         report["mask_untouched"] = bytes(doc.selection().pixelData(0, 0, w, h)) == before
-    elif case == "focuslayer":
+    elif case in ("focuslayer", "focusactive"):
         focus = [n for n in doc.rootNode().childNodes() if n.name() == "Focus"][0]
         report["mask_untouched"] = bytes(focus.pixelData(0, 0, w, h)) == before
     elif case == "transparencymask":
@@ -122,6 +159,7 @@ def run_case(core, job, case, params):
         new_doc.setBatchmode(True)
         report["new_document_size"] = [new_doc.width(), new_doc.height()]
         report["new_document_layers"] = [n.name() for n in new_doc.rootNode().childNodes()]
+        report["new_document_file"] = os.path.basename(new_doc.fileName())
         new_doc.refreshProjection()
         new_doc.waitForDone()
         report["saved"] = bool(new_doc.exportImage(os.path.join(out, "result.png"), InfoObject()))
@@ -131,6 +169,10 @@ def run_case(core, job, case, params):
             f.write(bytes(layer.pixelData(0, 0, w, h)))
         report["result_depth"] = [layer.colorModel(), layer.colorDepth(), layer.colorProfile()]
     elif layer is not None:
+        if case == "reedit":  # the earlier result stays under the new one: hide it too
+            report["layers_after"] = [
+                n.name() for n in doc.rootNode().childNodes() if n.type() == "paintlayer"
+            ]
         for other in doc.rootNode().childNodes():  # export the result layer alone
             if other.name() != layer.name():
                 other.setVisible(False)

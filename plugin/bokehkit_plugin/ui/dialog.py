@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from typing import Callable  # noqa: UP035 - subscripted at run time on Python 3.8 hosts
 
@@ -48,6 +50,38 @@ class BokehDialog(QtWidgets.QDialog):
         self.panel.rejected.connect(self.reject)
         self.panel.fixRequested.connect(self._fix)
         self.resize(1000, 600)
+        self._report_path = os.environ.get("BOKEHKIT_DIALOG_REPORT")  # test hook
+        if self._report_path:
+            timer = QtCore.QTimer(self)
+            timer.timeout.connect(self._write_report)
+            timer.start(500)
+
+    def _write_report(self) -> None:
+        """Test hook: where the controls are on the screen and what the dialog says, for
+        tests that drive it with the mouse (xdotool)."""
+
+        def rect(widget):
+            corner = widget.mapToGlobal(QtCore.QPoint(0, 0))
+            return [corner.x(), corner.y(), widget.width(), widget.height()]
+
+        std = QtWidgets.QDialogButtonBox.StandardButton
+        panel = self.panel
+        state = {
+            "title": self.windowTitle(),
+            "window": rect(self),
+            "window_colour": self.palette().color(QtGui.QPalette.ColorRole.Window).name(),
+            "ok": rect(panel.buttons.button(std.Ok)),
+            "cancel": rect(panel.buttons.button(std.Cancel)),
+            "aperture_slider": rect(panel.aperture_slider),
+            "focus_note": panel.focus_note.text() if panel.focus_note.isVisible() else "",
+            "status": panel.status.toolTip(),
+            "depth_notice": panel.depth_notice.isVisible(),
+            "params": panel.params(),
+        }
+        tmp = self._report_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f)
+        os.replace(tmp, self._report_path)
 
     def _ok(self, params: dict) -> None:
         self.chosen = params

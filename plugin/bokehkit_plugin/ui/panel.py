@@ -88,6 +88,7 @@ class BokehPanel(QtWidgets.QWidget):
         self.preview.viewChanged.connect(self._view_changed)
         if compact:
             self.preview.setMinimumSize(200, 140)
+            self.preview.zoom_needs_ctrl = True
 
         self.aperture = ApertureControl(p["aperture"].minimum, p["aperture"].maximum)
         self.aperture_slider, self.aperture_spin = self.aperture.slider, self.aperture.spin
@@ -187,10 +188,21 @@ class BokehPanel(QtWidgets.QWidget):
 
         layout = QtWidgets.QVBoxLayout(self)
         if compact:
+            # A docker on a small screen may be short: the preview and the settings scroll,
+            # progress, status and the buttons stay in view below them.
             layout.setContentsMargins(0, 0, 0, 0)
-            layout.addWidget(self.preview, 1)
-            layout.addWidget(self.depth_notice)
-            layout.addLayout(form)
+            scrolled = QtWidgets.QWidget()
+            inner = QtWidgets.QVBoxLayout(scrolled)
+            inner.setContentsMargins(0, 0, 4, 0)
+            inner.addWidget(self.preview, 1)
+            inner.addWidget(self.depth_notice)
+            inner.addLayout(form)
+            self.scroll = QtWidgets.QScrollArea()
+            self.scroll.setWidgetResizable(True)
+            self.scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+            self.scroll.setWidget(scrolled)
+            self.scroll.setMinimumHeight(60)
+            layout.addWidget(self.scroll, 1)
         else:
             side = QtWidgets.QVBoxLayout()
             side.addWidget(self.depth_notice)

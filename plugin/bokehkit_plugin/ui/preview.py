@@ -56,6 +56,7 @@ class PreviewView(QtWidgets.QWidget):
         self._centre = (0.5, 0.5)  # the image point at the widget's centre, in fractions
         self._press: tuple[float, float] | None = None
         self._dragged = False
+        self.zoom_needs_ctrl = False  # set where the preview sits in a scroll area
         self.setMinimumSize(320, 220)
         policy = QtWidgets.QSizePolicy.Policy.Expanding
         self.setSizePolicy(policy, policy)
@@ -237,6 +238,10 @@ class PreviewView(QtWidgets.QWidget):
         self.update()
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        if self.zoom_needs_ctrl and not ctrl:
+            event.ignore()  # in a scrolling docker the wheel scrolls; Ctrl+wheel zooms
+            return
         steps = event.angleDelta().y() / 120.0
         if steps:
             pos = event.position() if hasattr(event, "position") else event.posF()
