@@ -196,6 +196,9 @@ def test_dry_run_writes_nothing(tmp_path):
     out = inst.output.getvalue()
     assert "would install" in out and "would write" in out and "would enable" in out
     assert "bokehkit-gimp" in out and "engine.json" in out
+    # it did nothing, and says so: no "Done", no "Restart GIMP"
+    assert "Done" not in out and "Restart" not in out, out
+    assert out.strip().splitlines()[-1].startswith("Dry run: nothing was changed"), out
     # and for uninstall
     installer(host).install()
     installed = snapshot(home)

@@ -516,15 +516,24 @@ class Installer:
         self.save_manifest(m)
         if not self.o.dry_run and self.marker_path.exists():
             self.marker_path.unlink()
+        if self.o.dry_run:  # it did nothing: say so, not "Done"
+            self.say(
+                f"Dry run: nothing was changed; {len(profiles)} profile(s), "
+                f"{self.changed} change(s) would be made."
+            )
+            return 0
         what = "nothing changed" if not self.changed else f"{self.changed} change(s)"
         self.say(
             f"Done in {time.monotonic() - t0:.2f} s: {len(profiles)} profile(s), {what}. "
             f"Manifest: {self.manifest_path}"
         )
         if any(p.kind == "krita" for p in profiles):
-            self.say("Restart Krita to load the plug-in (docker: Settings > Dockers > Bokeh).")
+            self.say(
+                "Restart Krita to load the plug-in (docker: Settings > Dockers > Bokeh; "
+                "also Filter > Lens Bokeh…)."
+            )
         if any(p.kind == "gimp" for p in profiles):
-            self.say("Restart GIMP: the plug-in is Filters > Bokeh > Lens Bokeh…")
+            self.say("Restart GIMP: the plug-in is Filters > Blur (and > Bokeh) > Lens Bokeh…")
         return 0
 
     def _no_profiles(self) -> None:
