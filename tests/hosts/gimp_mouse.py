@@ -18,13 +18,12 @@ import subprocess
 import sys
 import time
 
+from guikit import click, engines_left, xdo
+from guikit import screenshot as grab
+
 OUT = sys.argv[1]
 DIALOG = os.path.join(OUT, "dialog.json")
 report = {}
-
-
-def xdo(*args):
-    return subprocess.run(["xdotool", *map(str, args)], capture_output=True, text=True).stdout
 
 
 def wait_file(path, timeout):
@@ -48,18 +47,8 @@ def dialog_state():
         return None
 
 
-def click(rect, fx=0.5, fy=0.5):
-    x, y, w, h = rect
-    xdo("mousemove", "--sync", int(x + fx * w), int(y + fy * h))
-    time.sleep(0.2)
-    xdo("click", "1")
-    time.sleep(0.4)
-
-
 def screenshot(name):
-    path = os.path.join(OUT, name)
-    subprocess.run(f"import -window root png:- | convert - -trim +repage '{path}'", shell=True)
-    return path
+    return grab(os.path.join(OUT, name), trim=True)
 
 
 def gimp_windows():
@@ -172,24 +161,11 @@ def session_two():
         stop(gimp)
 
 
-def engines_left():
-    left = []
-    for pid in subprocess.run(["pgrep", "-f", "bokehkit serve"], capture_output=True,
-                              text=True).stdout.split():  # fmt: skip
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if f"HOME={os.environ['HOME']}".encode() in f.read().split(b"\0"):
-                    left.append(pid)
-        except OSError:
-            pass
-    return left
-
-
 if __name__ == "__main__":
     try:
         session_one()
         session_two()
     finally:
-        report["engines_left"] = engines_left()
+        report["engines_left"] = engines_left(os.environ["HOME"])
         with open(os.path.join(OUT, "report.json"), "w") as f:
             json.dump(report, f, indent=1)

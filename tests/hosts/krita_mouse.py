@@ -19,6 +19,9 @@ import subprocess
 import sys
 import time
 
+from guikit import centre, click, engines_left, xdo
+from guikit import screenshot as grab
+
 OUT = sys.argv[1]
 LOG = os.path.join(OUT, "krita.log")
 SCREEN = (1366, 768)
@@ -67,23 +70,6 @@ def last_params():
     return json.loads(found[-1].split("params ", 1)[1]) if found else None
 
 
-def xdo(*args):
-    return subprocess.run(["xdotool", *map(str, args)], capture_output=True, text=True).stdout
-
-
-def centre(rect, fx=0.5, fy=0.5):
-    x, y, w, h = rect
-    return int(x + fx * w), int(y + fy * h)
-
-
-def click(rect, fx=0.5, fy=0.5):
-    x, y = centre(rect, fx, fy)
-    xdo("mousemove", "--sync", x, y)
-    time.sleep(0.15)
-    xdo("click", "1")
-    time.sleep(0.3)
-
-
 def inside(rect, box):
     x, y, w, h = rect
     bx, by, bw, bh = box
@@ -105,9 +91,7 @@ def reveal(name):
 
 
 def screenshot(name):
-    path = os.path.join(OUT, name)
-    subprocess.run(f"import -window root png:- > '{path}'", shell=True, check=False)
-    return path
+    return grab(os.path.join(OUT, name))
 
 
 def main():
@@ -121,16 +105,7 @@ def main():
         krita.kill()
         krita.wait()
         time.sleep(3)
-        left = []
-        for pid in subprocess.run(["pgrep", "-f", "bokehkit serve"], capture_output=True,
-                                  text=True).stdout.split():  # fmt: skip
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    if f"HOME={os.environ['HOME']}".encode() in f.read().split(b"\0"):
-                        left.append(pid)
-            except OSError:
-                pass
-        report["engines_left"] = left
+        report["engines_left"] = engines_left(os.environ["HOME"])
         with open(os.path.join(OUT, "report.json"), "w") as f:
             json.dump(report, f, indent=1)
 
@@ -156,6 +131,13 @@ def session(krita):
     xdo("windowsize", main_window, *SCREEN)
     time.sleep(3)  # the docker logs its new geometry within a second
     note("laptop-sized", geometry=last_geometry())
+    # Settled: the docker has looked at the document and heard from the engine (its ping
+    # imports the learned renderers: seconds on a busy machine). No render has run yet.
+    wait_for(r"\] layers ", 0, 60)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not last_geometry().get("notice"):
+        time.sleep(0.5)
+    note("settled", geometry=last_geometry(), rendered=any("] done" in x for x in log_lines()))
     time.sleep(4)  # the preview of the photo settles
     screenshot("docker-1366x768.png")
 
