@@ -423,6 +423,14 @@ def test_krita_reedit_from_the_result_is_one_undo_step(krita_mouse):
     assert undone["layers"] == before, (undone, before)  # the rest as it was
 
 
+def test_krita_settings_persist_between_sessions(krita_mouse):
+    """Krita quit (killed, even) and started again: the docker shows the last settings."""
+    r, steps, out, log = krita_mouse
+    aperture = steps["controls"]["aperture"]
+    assert steps["restarted"]["params"] is not None, steps["restarted"]
+    assert steps["restarted"]["params"]["aperture"] == aperture, steps["restarted"]
+
+
 def test_krita_lists_lens_bokeh_in_the_filter_menu(krita_mouse):
     r, steps, out, log = krita_mouse
     menus = steps["ready"]["geometry"]["menus"]

@@ -473,3 +473,21 @@ def test_krita_checks_the_result_before_touching_the_document():
     with pytest.raises(ValueError, match="expected 4×2"):
         core.apply(job, types.SimpleNamespace(image=wrong, report=[]))
     assert [n.name() for n in doc.root.childNodes()] == ["Background"]
+
+
+def test_last_settings_persist_in_the_config_folder(tmp_path, monkeypatch):
+    from bokehkit_plugin import settings
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert settings.load("krita") == {}  # nothing saved yet
+    params = schema.validate({"aperture": 1.4, "focal_length": 85.0, "output": "depth"})
+    settings.save("krita", params)
+    assert settings.path("krita") == str(tmp_path / "bokehkit" / "last-settings-krita.json")
+    loaded = settings.load("krita")
+    assert loaded["aperture"] == 1.4 and loaded["output"] == "bokeh"  # the depth view: once
+    Path(settings.path("krita")).write_text('{"aperture": 1.4, "from_the_future": 1}')
+    assert settings.load("krita")["aperture"] == 1.4  # unknown keys are dropped
+    Path(settings.path("krita")).write_text('{"aperture": 100}')
+    assert settings.load("krita") == {}  # out of range: the defaults, no error
+    Path(settings.path("krita")).write_text("{half a fi")
+    assert settings.load("krita") == {}

@@ -19,6 +19,7 @@ if not os.environ.get("BOKEHKIT_QT") and Krita.instance().version().startswith("
     os.environ["BOKEHKIT_QT"] = "pyqt5"  # Krita 5 is Qt 5: never load PyQt6 into it
 
 from bokehkit_plugin import edits, rawbuffer  # noqa: E402  (core put it on sys.path)
+from bokehkit_plugin import settings as last_settings  # noqa: E402
 from bokehkit_plugin.ui.panel import BokehPanel  # noqa: E402
 from bokehkit_plugin.ui.preview import PreviewImage  # noqa: E402
 from bokehkit_plugin.ui.qt import QtCore, QtGui, QtWidgets, Signal  # noqa: E402
@@ -26,7 +27,6 @@ from bokehkit_plugin.ui.qt import QtCore, QtGui, QtWidgets, Signal  # noqa: E402
 DOCKER_ID = "bokehkit_docker"
 THUMB_PX = 512
 WATCH_MS = 1000  # how often the docker looks for a changed document (cheap thumbnails)
-SETTINGS_GROUP = "bokehkit"
 PHONE_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".heic", ".heif")
 PAINT_HINTS = {
     "paint_depth": (edits.DEPTH, "paint white where things are near (transparent = far)"),
@@ -280,19 +280,10 @@ class BokehDocker(DockWidget):
 
     # -------------------------------------------------------------- settings
     def _restore_settings(self):
-        """The last settings used, from kritarc (they persist between sessions)."""
-        text = Krita.instance().readSetting(SETTINGS_GROUP, "params", "")
-        try:
-            if text:
-                self.panel.set_params(
-                    {k: v for k, v in json.loads(text).items() if k in core.schema.BY_NAME}
-                )
-        except (ValueError, core.schema.ParamError) as exc:
-            log(f"ignoring the saved settings: {exc}")
-
-    def _save_settings(self, params):
-        keep = {k: v for k, v in params.items() if k != "output"}  # output is a one-off
-        Krita.instance().writeSetting(SETTINGS_GROUP, "params", json.dumps(keep))
+        """The last settings used: they persist between sessions."""
+        saved = last_settings.load("krita")
+        if saved:
+            self.panel.set_params(saved)
 
     # -------------------------------------------------------------- preview
     def _params_changed(self, params):
@@ -424,7 +415,7 @@ class BokehDocker(DockWidget):
             self.panel.set_status(str(exc))
             log(f"error: {exc}")
             return
-        self._save_settings(params)
+        last_settings.save("krita", params)
         if self._engine is None:
             self._engine = core.new_engine()
         self._job, self._cancel = job, threading.Event()
