@@ -298,6 +298,7 @@ class BokehDocker(DockWidget):
             try:
                 job = core.prepare(doc, node, params, self._depth_photo)
                 self._snapshot = (key, job)
+                self.panel.set_mask_source(job.mask_name)
                 if job.note:
                     self.panel.set_status(job.note)
                 if job.depth is not None:

@@ -22,10 +22,18 @@ MASK_GONE = (
     'No painted mask any more (layer mask, selection or "Focus" channel), so focus is on '
     "Auto. Paint one to focus on it."
 )
-LAYER_MASK_TIP = (
-    "Tip: a layer mask hides the photo where you paint black. Paint the focus in Quick "
-    'Mask (Shift+Q) or in a channel named "Focus" instead: the photo stays visible.'
-)
+#: A mask that hides the photo while one paints it, and what to paint instead, by where the
+#: host says the mask comes from (GIMP's layer mask, Krita's transparency mask).
+HIDING_MASK_TIPS = {
+    "layer mask": (
+        "Tip: a layer mask hides the photo where you paint black. Paint the focus in Quick "
+        'Mask (Shift+Q) or in a channel named "Focus" instead: the photo stays visible.'
+    ),
+    "transparencymask": (
+        "Tip: a transparency mask hides the photo where you paint black. Paint the focus "
+        'on a layer named "Focus" or in a selection mask instead: the photo stays visible.'
+    ),
+}
 
 
 def _choice_index(param: schema.Param, value) -> int:
@@ -442,8 +450,9 @@ class BokehPanel(QtWidgets.QWidget):
         text = ""
         if self._mask_was_chosen and not self._has_mask and focus == "auto":
             text = MASK_GONE
-        elif focus == "mask" and self._mask_source == "layer mask":
-            text = LAYER_MASK_TIP
+        elif focus == "mask" and self._mask_source:
+            kind = self._mask_source.split(" “")[0]  # Krita: 'transparencymask “Sharp”'
+            text = HIDING_MASK_TIPS.get(kind, "")
         self.focus_note.setText(text)
         self.focus_note.setVisible(bool(text))
 
