@@ -161,6 +161,12 @@ def test_gimp_float_image_matches_cli(gimp_run):
     assert diff <= 1, f"GIMP float result differs from the CLI by {diff}/255"
 
 
+def test_gimp_lists_lens_bokeh_where_photographers_look_for_blurs(gimp_run):
+    job, log = gimp_run
+    paths = report(job, "selection")["menu_paths"]
+    assert "<Image>/Filters/Blur" in paths and "<Image>/Filters/Bokeh" in paths, paths
+
+
 def test_gimp_error_leaves_image_untouched(gimp_run):
     job, log = gimp_run
     r = report(job, "nomask-error")
@@ -351,6 +357,7 @@ def test_gimp_dialog_follows_the_dark_theme_and_tips_on_layer_masks(gimp_mouse):
     assert (red + green + blue) / 3 < 110, f"a light dialog over a dark GIMP: {colour}"
     assert "Quick Mask" in shown["focus_note"] and "Focus" in shown["focus_note"], shown
     assert shown["params"]["focus_source"] == "mask"
+    assert shown["depth_notice"], shown  # no depth: said before OK is pressed
     a = hostkit.check_screenshot(out / "gimp-dialog.png")
     dark = (a.astype(int).sum(-1) < 3 * 110).mean()
     assert dark > 0.5, f"the screen is not mostly dark ({dark:.0%})"

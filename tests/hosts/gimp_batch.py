@@ -201,6 +201,7 @@ def run_case(J, CASE, ARGS):
         report["status"] = second
         report["first_gone"] = not first.is_valid()  # replaced, in the same place
     report["layers"] = [lay.get_name() for lay in img.get_layers()]
+    report["menu_paths"] = list(proc.get_menu_paths())  # where users find it
     if before is not None:
         after = mask.get_buffer().get(rect, 1.0, mask_fmt, Gegl.AbyssPolicy.NONE)
         report["mask_untouched"] = after == before
