@@ -27,6 +27,7 @@ from bokehkit_plugin.ui.qt import QtCore, QtGui, QtWidgets, Signal  # noqa: E402
 DOCKER_ID = "bokehkit_docker"
 THUMB_PX = 512
 WATCH_MS = 1000  # how often the docker looks for a changed document (cheap thumbnails)
+SELECTION_ROWS = 48  # rows of the selection it compares, every WATCH_MS
 PHONE_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".heic", ".heif")
 PAINT_HINTS = {
     "paint_depth": (edits.DEPTH, "paint white where things are near (transparent = far)"),
@@ -79,8 +80,9 @@ def _fingerprint(doc, node) -> str:
     sel = doc.selection()
     if sel is not None:
         digest.update(f"{sel.x()},{sel.y()},{sel.width()},{sel.height()}".encode())
-        if sel.width() > 0:
-            digest.update(bytes(sel.pixelData(0, 0, doc.width(), doc.height()))[::997])
+        for i in range(SELECTION_ROWS if sel.height() > 0 else 0):  # rows, not megapixels
+            y = sel.y() + i * sel.height() // SELECTION_ROWS
+            digest.update(bytes(sel.pixelData(sel.x(), y, sel.width(), 1)))
     for other in core._walk(doc.rootNode()):
         if edits.is_helper(other.name()) or other.type() in core.MASK_TYPES:
             digest.update(_rgba(other.thumbnail(32, 32), 32, 32).rgba)
