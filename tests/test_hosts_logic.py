@@ -491,3 +491,57 @@ def test_last_settings_persist_in_the_config_folder(tmp_path, monkeypatch):
     assert settings.load("krita") == {}  # out of range: the defaults, no error
     Path(settings.path("krita")).write_text("{half a fi")
     assert settings.load("krita") == {}
+
+
+def test_gimp_paint_depth_fix_adds_a_channel_to_paint_and_renders_nothing(gimp_plugin, monkeypatch):
+    """The dialog's "Paint Depth layer": it closes, GIMP adds a Depth channel (selected,
+    visible) and says how to paint it; nothing is rendered, no layer added."""
+    from bokehkit_plugin.client import DialogChoice
+
+    engine = mock.MagicMock(name="engine")
+    engine.dialog.return_value = DialogChoice(schema.validate({}), action="paint_depth")
+    case = _GimpRun(gimp_plugin, engine)
+    g = gimp_plugin
+    monkeypatch.setattr(g, "host_colours", lambda: {})
+    monkeypatch.setattr(g.Gimp.RunMode, "INTERACTIVE", "interactive")
+    messages = []
+    monkeypatch.setattr(g.Gimp, "message", messages.append)
+    added = []
+    monkeypatch.setattr(g, "add_helper_channel", lambda image, name: added.append(name))
+    monkeypatch.setattr(g, "_error", lambda proc, msg, *a: case.errors.append(msg) or "error")
+    g.Gimp.Selection.is_empty = lambda image: True
+    from bokehkit_plugin import client
+
+    monkeypatch.setattr(client, "EngineClient", lambda *a, **k: engine)
+    result = g.run(mock.MagicMock(name="procedure"), "interactive", case.image, [case.layer],
+                   case.config, None)  # fmt: skip
+    assert result != "error" and not case.errors, case.errors
+    assert added == ["Depth"] and "white where things are near" in messages[0]
+    engine.render.assert_not_called()
+    case.image.insert_layer.assert_not_called()
+
+
+def test_engine_dialog_uses_the_photos_own_file_for_the_phone_depth(tmp_path, monkeypatch):
+    """The dialog's "Phone's depth…" in the engine: the photo GIMP opened, when it can hold a
+    phone's depth, is used at once (no file chooser); the render then gets it too."""
+    sys.path.insert(0, str(REPO / "core"))
+    from bokehkit.dialog_fixes import DialogFixes, phone_photo
+
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(b"jpeg")
+    assert phone_photo({"photo_file": str(photo)}) == str(photo)
+    assert phone_photo({"photo_file": str(tmp_path / "shot.png")}) is None  # no phone depth
+    assert phone_photo({}) is None
+    inputs = types.SimpleNamespace(depth_photo=None)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # no display needed
+    pytest.importorskip("PyQt6.QtWidgets")
+    from bokehkit_plugin.ui.dialog import ensure_app
+
+    ensure_app()
+    fixes = DialogFixes(inputs, {"photo_file": str(photo)}, lambda: {}, None)
+    dialog = mock.MagicMock(name="dialog")
+    fixes("phone_depth", dialog)
+    assert inputs.depth_photo == str(photo) and dialog.depth_photo == str(photo)
+    dialog.panel.set_params.assert_called_once()  # a fresh preview with that depth
+    fixes("paint_blur", dialog)
+    dialog.finish_with.assert_called_once_with("paint_blur")  # GIMP's work, after the dialog
