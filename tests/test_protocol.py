@@ -223,7 +223,7 @@ def test_config_dirs_match_platformdirs_conventions():
 
 def test_schema_fills_defaults_and_rejects_bad_values():
     values = schema.validate({"aperture": 1.4})
-    assert values["aperture"] == 1.4 and values["highlights"] == 6.0 and values["grain"] == 1.0
+    assert values["aperture"] == 1.4 and values["highlights"] == 40.0 and values["grain"] == 1.0
     assert values["focal_length"] == 0.0 and values["engine"] == "classical"
     assert schema.validate({"blades": 0})["blades"] == 0
     for bad, words in (

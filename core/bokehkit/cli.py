@@ -174,7 +174,8 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         metavar="GAIN",
         type=float,
         default=DEFAULT_GAIN,
-        help=f"brightness recovered in clipped small lights (default {DEFAULT_GAIN:g}, 1 = off)",
+        help="clipped small lights get back the energy their size suggests, at most GAIN "
+        f"times (default {DEFAULT_GAIN:g}, 1 = off)",
     )
     g.add_argument(
         "--grain",

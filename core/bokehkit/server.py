@@ -144,7 +144,7 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
         sr_factor=int(_num(params, "sr_factor", 1)),
         blades=int(_num(params, "blades", 0)),
         blade_rotation_deg=_num(params, "blade_rotation", 0.0),
-        highlight_gain=_num(params, "highlights", 6.0),
+        highlight_gain=_num(params, "highlights", 40.0),
         grain=_num(params, "grain", 1.0),
         upscaler=str(params.get("upscaler", "classical")),
     )
