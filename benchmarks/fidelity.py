@@ -273,18 +273,36 @@ def load_png01(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
 
 
-def haar_noise(img01: np.ndarray, mask: np.ndarray) -> float:
-    """Noise σ (8-bit code values) of an sRGB image over the 2×2 blocks in `mask`: the RMS of
-    the 2×2 Haar diagonal detail (which smooth gradients do not reach), its top 1 % left out
-    (stray edges), less the 8-bit rounding's own 1/12 code value²."""
-    h, w = (img01.shape[0] // 2) * 2, (img01.shape[1] // 2) * 2
-    a = img01[:h, :w] * 255.0
+def haar_noise(img255: np.ndarray, mask: np.ndarray, rounding: float = 0.0) -> float:
+    """Noise σ (code values) of an sRGB image (0–255 scale, float) over the 2×2 blocks in
+    `mask`: the RMS of the 2×2 Haar diagonal detail (which smooth gradients do not reach),
+    its top 1 % left out (stray edges), less `rounding` (the variance of rounding to whole
+    code values, 1/12, when the image was stored in 8 bits)."""
+    h, w = (img255.shape[0] // 2) * 2, (img255.shape[1] // 2) * 2
+    a = img255[:h, :w]
     d = np.abs(a[0::2, 0::2] - a[0::2, 1::2] - a[1::2, 0::2] + a[1::2, 1::2]) / 2.0
     m = mask[:h, :w].reshape(h // 2, 2, w // 2, 2).all(axis=(1, 3))
     if m.sum() < 200:
         return float("nan")
     v = np.sort(d[m].ravel())[: int(0.99 * m.sum())]
-    return float(np.sqrt(max(np.mean(v * v) - 1.0 / 12.0, 0.0)))
+    return float(np.sqrt(max(np.mean(v * v) - rounding, 0.0)))
+
+
+def render_ours_float(
+    scene: Path, meta: dict, render: dict, depth_file: Path, grain: float
+) -> np.ndarray:
+    """Our render in linear light, before it is rounded to 8 bits (for noise measurement)."""
+    from bokehkit.imageio import load_image
+    from bokehkit.pipeline import RenderSettings, render_image
+
+    settings = RenderSettings(
+        depth_path=str(depth_file), depth_units="m", depth_kind="depth",
+        focus_distance_m=float(render["focus_distance_m"]), f_number=float(render["fstop"]),
+        focal_length_mm=float(meta["focal_length_mm"]),
+        sensor_width_mm=float(meta["sensor_width_mm"]), grain=grain, **OVERRIDES,
+    )  # fmt: skip
+    linear, _ = render_image(load_image(scene / "aif.png"), settings)
+    return linear
 
 
 def flat_blurred_region(gt01: np.ndarray, coc_diam: np.ndarray, masks: dict) -> np.ndarray:
@@ -346,12 +364,19 @@ def run_set(
                            d_edges=mo["psnr_edges"] - ms["psnr_edges"], artefact=artefact,
                            seconds=secs)  # fmt: skip
                 if grain_check and variant == "exact":
-                    gpng = out / "pred" / "grain" / label / stem
-                    render_ours(sd, meta, r, dfile, gpng, 1.0)
+                    # In float, both: Cycles' noise in blurred areas is well under one code
+                    # value, so 8-bit rounding would swamp it.
                     region = flat_blurred_region(gt, true_coc, masks)
-                    row["noise_truth"] = haar_noise(gt, region)
-                    row["noise_ours"] = haar_noise(load_png01(gpng), region)
-                    row["noise_nograin"] = haar_noise(ours, region)
+                    truth_file = sd / r["file"].replace(".png", "_linear.npy")
+                    if truth_file.exists():
+                        truth = np.load(truth_file).astype(np.float64)[..., :3]
+                        row["noise_truth"] = haar_noise(linear_to_srgb(truth) * 255, region)
+                    else:
+                        row["noise_truth"] = haar_noise(gt * 255, region, 1 / 12)
+                    grained = render_ours_float(sd, meta, r, dfile, 1.0)
+                    row["noise_ours"] = haar_noise(linear_to_srgb(grained) * 255, region)
+                    plain = render_ours_float(sd, meta, r, dfile, 0.0)
+                    row["noise_nograin"] = haar_noise(linear_to_srgb(plain) * 255, region)
                     row["noise_ratio"] = (
                         row["noise_ours"] / row["noise_truth"]
                         if row["noise_truth"] > 0

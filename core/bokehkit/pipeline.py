@@ -179,9 +179,10 @@ def render_image(
     encoded01 = image.encoded.astype(np.float32) / _full_scale(image.encoded.dtype)
     linear = image.linear_rgb
     if classical and image.encoding.dtype != "float32":
-        linear = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
+        linear, coc = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
     grain = settings.grain if classical else 0.0
-    sigma = estimate_noise(encoded01) if grain > 0 else np.zeros(3, np.float32)
+    step = 1.0 / _full_scale(image.encoded.dtype) if image.encoded.dtype.kind in "ui" else 0.0
+    sigma = estimate_noise(encoded01, step) if grain > 0 else np.zeros(3, np.float32)
     del encoded01
 
     # A learned upscaler is most of the work: give it most of the progress bar.

@@ -332,13 +332,21 @@ def _composite(acc, layer, rect, layer_coc) -> None:
     front_coc = target[..., 4] / np.maximum(front_cover, _EMPTY)
     o = occludes(np.float32(layer_coc), front_coc).astype(np.float32, copy=False)
     o[front_cover <= 1e-4] = 1.0
-    # Behind ← behind·(1 − o·front coverage) + o·front
-    hidden_by_front = o * front_cover
-    target[..., 5:9] *= (1.0 - hidden_by_front)[..., None]
-    target[..., 5:8] += o[..., None] * target[..., 0:3]
-    target[..., 8] += hidden_by_front
-    # Front ← layer + (1 − o)·front
-    target[..., 0:5] *= (1.0 - o)[..., None]
+    # The occluded share o of the front moves behind, without changing what the composite
+    # shows (front + (1 − front coverage)·behind), so a layer that covers nothing here
+    # changes nothing: behind ← (o·front + (1 − front coverage)·behind) / (1 − (1 − o)·front
+    # coverage), front ← (1 − o)·front.
+    keep = 1.0 - o
+    denom = 1.0 - keep * front_cover
+    moves = denom > 1e-6  # else the front stays whole and covers everything behind
+    scale_behind = np.where(moves, (1.0 - front_cover) / np.where(moves, denom, 1.0), 1.0)
+    scale_front = np.where(moves, o / np.where(moves, denom, 1.0), 0.0)
+    target[..., 5:8] *= scale_behind[..., None]
+    target[..., 5:8] += scale_front[..., None] * target[..., 0:3]
+    target[..., 8] *= scale_behind
+    target[..., 8] += scale_front * front_cover
+    # Front ← (1 − o)·front + layer
+    target[..., 0:5] *= keep[..., None]
     target[..., 0:3] += layer[..., :3]
     target[..., 3] += cover
     target[..., 4] += cover * np.float32(layer_coc)

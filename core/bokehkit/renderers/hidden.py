@@ -8,9 +8,11 @@ depend on how the image is cut into tiles:
 
 * the image is cut into bands of blur radius, each a depth jump wide;
 * for each band, the pixels clearly farther than it (by a jump) are "known", and what lies
-  behind the band's pixels takes the colour and blur radius of the nearest known pixel: the
-  background continues behind the edge as it was beside it (a smooth average of everything
-  around would mix in what lies on the occluder's other side);
+  behind the band's pixels is the average of the known pixels around it, over a reach that
+  grows with its distance from them: just behind the edge, the background as it was beside
+  it; deeper in, a smoother average of the same side. (The nearest known pixel alone drew
+  streaks across the rim of a blurred foreground; one average of everything around mixed
+  in what lies on the occluder's other side.) Its blur radius is the nearest known one's;
 * only band pixels within reach of a real jump get a guess (a receding floor hides nothing),
   and only as far inside the occluder as its own blur plus the background's can show it;
 * only behind occluders that are blurred themselves: the rim of a sharp one is too narrow
@@ -159,6 +161,27 @@ def _block_extremes(coc: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     return blocks.max(axis=(1, 3)), blocks.min(axis=(1, 3))
 
 
+def _local_average(colour: np.ndarray, known: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """At every pixel, the Gaussian-weighted average of the known pixels around it, with σ
+    half its distance to the nearest known pixel (at least one pixel): normalised
+    convolution at octave-spaced σ, interpolated in log σ."""
+    want = np.log2(np.maximum(distance / 2.0, 1.0))
+    levels = int(np.ceil(want.max(initial=0.0))) + 1
+    weight = known.astype(np.float32)
+    averages = []
+    for k in range(levels):
+        sigma = float(2**k)
+        num = ndimage.gaussian_filter(colour * weight[..., None], (sigma, sigma, 0), mode="nearest")
+        den = ndimage.gaussian_filter(weight, sigma, mode="nearest")
+        averages.append(num / np.maximum(den, 1e-6)[..., None])
+    lower = np.clip(np.floor(want).astype(np.int32), 0, levels - 1)
+    upper = np.minimum(lower + 1, levels - 1)
+    t = (want - lower)[..., None].astype(np.float32)
+    stack = np.stack(averages)
+    rows, cols = np.indices(distance.shape)
+    return stack[lower, rows, cols] * (1 - t) + stack[upper, rows, cols] * t
+
+
 def guess_hidden_background(rgb: np.ndarray, coc: np.ndarray) -> HiddenBackground | None:
     """The background hidden behind every occluding edge of `rgb` (linear, H×W×3) with blur
     radii `coc` (signed px, positive = near); None when nothing in the image occludes."""
@@ -200,10 +223,9 @@ def guess_hidden_background(rgb: np.ndarray, coc: np.ndarray) -> HiddenBackgroun
         target = in_band[box] & (dist <= reach)
         if not target.any():
             continue
-        _, (iy, ix) = ndimage.distance_transform_edt(~known[box], return_indices=True)
-        nearest = colour_lo[box][iy, ix]
+        to_known, (iy, ix) = ndimage.distance_transform_edt(~known[box], return_indices=True)
         ramp = np.clip(reach - dist, 0.0, 1.0).astype(np.float32)  # soft end of the reach
-        colour[box][target] = nearest[target]
+        colour[box][target] = _local_average(colour_lo[box], known[box], to_known)[target]
         back_coc[box][target] = mean_lo[box][iy, ix][target]
         weight[box][target] = ramp[target]
     if not weight.any():
