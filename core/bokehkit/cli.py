@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -387,9 +390,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_on_termination() -> None:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so that a half-written output is removed."""
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(sig, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("render", "demo"):
+        _interrupt_on_termination()
     try:
         return args.run(args)
     except BokehkitError as exc:
@@ -401,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         _fail("error: out of memory; try a smaller image or a lower --sr factor")
         return EXIT_INTERNAL_ERROR
+    except BrokenPipeError:
+        # The reader went away (`bokehkit models list | head -1`): not an error. Later
+        # writes, and Python's own flush at exit, go nowhere instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - never a traceback for the user
         if args.debug:
             raise

@@ -731,7 +731,8 @@ def save_image(
             icc = None
         pixels = np.repeat(pixels, 3, axis=2)
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    sweep_stale_temporaries(p)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(p), suffix=".tmp", dir=p.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -742,6 +743,7 @@ def save_image(
         else:
             _write_pillow(tmp, fmt, pixels, alpha, icc, exif, encoding)
         _match_permissions(tmp, p)
+        _fsync(tmp)  # on disk before the name points at it: a crash leaves old or new
         os.replace(tmp, p)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -749,6 +751,55 @@ def save_image(
             raise
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BokehkitError(f"{p}: cannot write {fmt} image ({msg})") from exc
+
+
+def _temp_prefix(p: Path) -> str:
+    """Temporary files are named after the process writing them, ``.NAME.<pid>.…tmp``,
+    so that one left by a killed process can be told from one being written."""
+    return f".{p.name}.{os.getpid()}."
+
+
+def sweep_stale_temporaries(p: Path) -> None:
+    """Remove the temporaries of `p` that killed processes left in its folder."""
+    from .jobdirs import pid_alive
+
+    prefix = f".{p.name}."
+    try:
+        entries = list(os.scandir(p.parent))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def probe_writable(p: Path) -> None:
+    """BokehkitError when no file can be made in `p`'s folder (read-only, no permission,
+    no space or inodes left): checked before a render, not after it."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=_temp_prefix(p), suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise BokehkitError(
+            f"cannot write in the output folder {p.parent} ({exc.strerror or exc})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _match_permissions(tmp: Path, final: Path) -> None:

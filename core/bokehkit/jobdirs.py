@@ -61,7 +61,8 @@ def remove_all() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (ours or anyone's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,7 +94,7 @@ def sweep_stale(base: str | os.PathLike | None = None) -> list[str]:
             continue
         if not stat.S_ISDIR(info.st_mode) or (uid is not None and info.st_uid != uid):
             continue
-        if not _alive(int(found.group(2))):
+        if not pid_alive(int(found.group(2))):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import importlib
 import logging
+import math
 import os
 import queue
 import sys
@@ -132,7 +133,13 @@ def _num(params: dict, name: str, default: float) -> float:
     value = params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BokehkitError(f"parameter {name} must be a number, not {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise BokehkitError(f"parameter {name} must be a finite number, not {value!r:.40}")
+    return number
 
 
 def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
