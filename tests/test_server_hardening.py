@@ -488,3 +488,64 @@ def test_engine_results_are_unchanged_through_job_folders(tmp_path):
         out = client.render(image, {"focus_source": "point", "aperture": 22})
     assert (out.image.width, out.image.height) == (30, 20)
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------- item 10: leftovers
+
+KILLED_HOST = """
+import sys
+sys.path.insert(0, {plugin!r})
+from bokehkit_plugin import rawbuffer
+from bokehkit_plugin.client import EngineClient
+w, h = 1600, 1200
+image = rawbuffer.RawImage(w, h, bytes(range(256)) * (w * h * 4 // 256), "RGBA")
+client = EngineClient({engine!r}, {env!r}, {jobs!r})
+client.start()
+print(client.pid, flush=True)
+said = []
+def progress(fraction, text):
+    if not said:
+        said.append(print("rendering", flush=True))
+client.render(image, {{"focus_source": "point", "aperture": 1}}, on_progress=progress)
+"""
+
+
+def test_a_killed_host_leaves_no_job_or_scratch_folder(tmp_path):
+    jobs, scratch = tmp_path / "jobs", tmp_path / "scratch"
+    jobs.mkdir()
+    scratch.mkdir()
+    env = {**ENGINE_ENV, "TMPDIR": str(scratch)}
+    script = KILLED_HOST.format(
+        plugin=str(REPO / "plugin"), engine=REAL_ENGINE, env=env, jobs=str(jobs)
+    )
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    engine_pid = int(host.stdout.readline())
+    try:
+        assert host.stdout.readline().strip() == "rendering"
+        assert list(jobs.iterdir()) and list(scratch.iterdir())  # the job is under way
+        host.kill()  # what GIMP's cancel does to the plug-in
+        host.wait()
+        deadline = time.monotonic() + 15
+        while _alive(engine_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(engine_pid)
+        assert list(jobs.iterdir()) == [] and list(scratch.iterdir()) == []
+    finally:
+        if _alive(engine_pid):
+            os.kill(engine_pid, signal.SIGKILL)
+
+
+def test_folders_of_killed_engines_are_swept_at_start_up(tmp_path):
+    jobs, scratch = tmp_path / "jobs", tmp_path / "scratch"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = [jobs / f"bokehkit-job-{dead.pid}-x1", scratch / f"bokehkit-engine-{dead.pid}-x2"]
+    kept = [jobs / f"bokehkit-job-{os.getpid()}-x3", jobs / "holiday-photos"]
+    for folder in stale + kept:
+        folder.mkdir(parents=True)
+        (folder / "image.bkraw").write_bytes(b"the user's pixels")
+    env = {**ENGINE_ENV, "TMPDIR": str(scratch)}
+    with EngineClient(REAL_ENGINE, env, str(jobs)) as client:
+        assert client.ping()["type"] == "pong"
+    assert not any(folder.exists() for folder in stale)
+    assert all((folder / "image.bkraw").exists() for folder in kept)
