@@ -356,11 +356,13 @@ def _model_depth(
     """An installed depth model's estimate; None when none is installed, or (with a note)
     when one is but cannot run here (no torch, a damaged file). Never downloads. A model
     the user `chosen` must be installed and run: otherwise BokehkitError says why."""
-    from .models import installed_path
+    from .models import ModelDamaged, installed_path
 
     def installed(model_id: str) -> bool:
         try:
             return installed_path(model_id) is not None
+        except ModelDamaged:
+            raise  # never used, never silently passed over
         except (BokehkitError, KeyError):  # not in this manifest
             return False
 

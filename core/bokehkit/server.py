@@ -129,7 +129,9 @@ def shrink(inputs: Inputs, max_px: int) -> Inputs:
     return Inputs(small, inputs.like, mask, inputs.depth_path)
 
 
-def _num(params: dict, name: str, default: float) -> float:
+def _num(params: dict, name: str, default: float, finite: bool = True) -> float:
+    """A number parameter; NaN and infinities are refused unless the caller's own range
+    check refuses them (`finite=False`), with its better message."""
     value = params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BokehkitError(f"parameter {name} must be a number, not {value!r}")
@@ -137,7 +139,7 @@ def _num(params: dict, name: str, default: float) -> float:
         number = float(value)
     except OverflowError:
         number = math.inf
-    if not math.isfinite(number):
+    if finite and not math.isfinite(number):
         raise BokehkitError(f"parameter {name} must be a finite number, not {value!r:.40}")
     return number
 
@@ -163,7 +165,7 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
         raise BokehkitError(f"aperture must be a positive f-number, not {settings.f_number:g}")
     if settings.upscaler not in UPSCALERS:
         raise BokehkitError(f"upscaler must be classical or realesrgan, not {settings.upscaler!r}")
-    sr_detail = _num(params, "sr_detail", realesrgan.DETAIL)
+    sr_detail = _num(params, "sr_detail", realesrgan.DETAIL, finite=False)
     if not 0.0 <= sr_detail <= 1.0:  # NaN fails too
         raise BokehkitError(
             f"sr_detail (AI detail) must be from 0 (a Lanczos upscale) to 1 (the network "
