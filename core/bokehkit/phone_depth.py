@@ -80,7 +80,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .depth import DepthMap, _ranged, fit_to_image
+from .depth import DepthMap, fit_to_image
+from .depth import _ranged as _ranged_map
 from .errors import BokehkitError
 from .limits import check_pixels
 
@@ -319,6 +320,14 @@ def _decode_depth_image(blob: bytes, what: str) -> np.ndarray:
     if arr.ndim != 2 or min(arr.shape) < 2:
         raise _Skip(f"its {what} is not a 2-D map")
     return np.clip(arr, 0.0, 1.0)
+
+
+def _ranged(data, kind, near, range_m, label) -> DepthMap:
+    """depth._ranged, with a range it refuses as a reason to ignore the phone's depth."""
+    try:
+        return _ranged_map(data, kind, near, range_m, label)
+    except BokehkitError as exc:
+        raise _Skip(str(exc)) from None
 
 
 def _ranged_depth(
@@ -578,7 +587,8 @@ def _read_heif(path: Path) -> DepthMap | None:
     except (_Skip, BokehkitError):
         raise
     except Exception as exc:  # noqa: BLE001 - libheif errors: an unreadable file
-        raise BokehkitError(f"{path}: cannot read HEIF depth ({exc})") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BokehkitError(f"{path}: cannot read HEIF depth ({reason})") from None
     if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(pil).astype(np.float32) / 65535.0  # pillow-heif scales to 16 bit
     else:
