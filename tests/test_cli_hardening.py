@@ -258,3 +258,31 @@ def test_a_render_that_would_not_fit_in_memory_is_refused_first(photo, capsys, m
     code = main(["render", str(photo / "photo.png"), "--sr", "4", "-o", str(out), "-q"])
     _one_line_error(capsys, code, "needs about")
     assert not out.exists() and time.monotonic() - started < 60
+
+
+def test_outputs_are_on_disk_before_their_name_points_at_them(tmp_path, monkeypatch):
+    from bokehkit import rawbuffer as rb
+    from bokehkit.imageio import load_image, save_image
+
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(tmp_path / "a.png")
+    image = load_image(tmp_path / "a.png")
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    save_image(tmp_path / "b.png", image.encoded, None, image.encoding)
+    rb.write_buffer(tmp_path / "c.bkraw", rb.RawBuffer(np.zeros((2, 2, 4), np.uint8)))
+    replaced = [name for kind, name in events if kind == "replace"]
+    assert len(replaced) == 2
+    for name in replaced:  # each temporary was fsynced, and before its rename
+        synced = events.index(("fsync", name))
+        assert synced < events.index(("replace", name))
