@@ -390,23 +390,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt_on_termination() -> None:
-    """SIGTERM/SIGHUP unwind like Ctrl-C, so that a half-written output is removed."""
+def _interrupt_on_termination() -> dict:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so that a half-written output is removed; returns
+    the handlers they had, for `main` to put back."""
 
     def interrupt(signum, frame) -> None:
         raise KeyboardInterrupt
 
+    saved = {}
+    if threading.current_thread() is not threading.main_thread():
+        return saved
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
-        if sig is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(sig, interrupt)
+        if sig is not None:
+            saved[sig] = signal.signal(sig, interrupt)
+    return saved
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("render", "demo"):
-        _interrupt_on_termination()
+    saved = _interrupt_on_termination() if args.command in ("render", "demo") else {}
+    try:
+        return _run(args)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.run(args)
     except BokehkitError as exc:
