@@ -34,8 +34,9 @@ REAL_ENGINE = [sys.executable, "-m", "bokehkit"]
 ENGINE_ENV = {"PYTHONPATH": str(REPO / "core")}  # the client scrubs PYTHONPATH, then adds this
 
 FAKE_ENGINE = r"""
-import json, os, shutil, sys, threading, time
+import json, os, shutil, sys, tempfile, threading, time
 mode = os.environ["FAKE_MODE"]
+base = sys.argv[sys.argv.index("--job-base") + 1] if "--job-base" in sys.argv else None
 out = sys.stdout
 lock = threading.Lock()
 cancelled = threading.Event()
@@ -69,6 +70,9 @@ for line in sys.stdin:
         emit({"type": "pong", "version": "fake", "engines": {}})
     elif req["type"] == "cancel":
         cancelled.set()
+    elif req["type"] == "open_job":
+        folder = tempfile.mkdtemp(prefix="bokehkit-job-", dir=base)
+        emit({"type": "job_opened", "id": req["id"], "job_dir": folder})
     elif req["type"] == "render":
         cancelled.clear()
         threading.Thread(target=render, args=(req,), daemon=True).start()

@@ -97,13 +97,16 @@ def load_depth(
 
 def _ranged(data, kind, near, range_m, name) -> DepthMap:
     z_near, z_far = (float(v) for v in range_m)
-    if not 0 < z_near < z_far:
-        raise BokehkitError(f"depth range must be 0 < near < far metres, not {z_near}, {z_far}")
-    nearness = np.clip(data if near == "bright" else 1.0 - data, 0.0, 1.0)
+    # A micrometre to a million kilometres: inside that, 1/z fits float32 (and NaN fails).
+    if not 1e-6 <= z_near < z_far <= 1e9:
+        raise BokehkitError(
+            f"depth range must be 0 < near < far metres (1e-6 to 1e9), not {z_near}, {z_far}"
+        )
+    nearness = np.clip(data if near == "bright" else 1.0 - data, 0.0, 1.0).astype(np.float64)
     if kind == "disparity":
         inv = 1.0 / z_far + nearness * (1.0 / z_near - 1.0 / z_far)
-    else:
-        inv = 1.0 / (z_far - nearness * (z_far - z_near))
+    else:  # z grows from z_near: never rounds to zero however far z_far is
+        inv = 1.0 / (z_near + (1.0 - nearness) * (z_far - z_near))
     return DepthMap(inv.astype(np.float32), True, f"{name} ({kind}, {z_near:g}–{z_far:g} m)")
 
 

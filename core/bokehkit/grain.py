@@ -42,6 +42,8 @@ def estimate_noise(encoded01: np.ndarray, step: float = 0.0) -> np.ndarray:
     mean = (a[0::2, 0::2] + a[0::2, 1::2] + a[1::2, 0::2] + a[1::2, 1::2]) / 4.0
     b = NOISE_BLOCK
     bh, bw = hh.shape[0] // b, hh.shape[1] // b
+    if hh.shape[0] == 0 or hh.shape[1] == 0:  # under 2×2 pixels: nothing to measure
+        return np.zeros(encoded01.shape[2], np.float32)
     if bh * bw < 4:
         sigma = np.sqrt(np.mean(np.square(hh), axis=(0, 1)))
     else:

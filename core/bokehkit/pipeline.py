@@ -6,9 +6,10 @@ already in memory. Both report where the depth and the focus came from.
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ from .imageio import (
     load_image,
     save_image,
 )
+from .limits import check_render_memory
 from .optics import DEFAULT_FOCAL_LENGTH_MM, FULL_FRAME_WIDTH_MM, Lens, strength_k
+from .orientation import display_size, exif_orientation, raw_from_display, raw_point
 from .progress import Progress
 from .renderers import RenderJob, get_renderer
 from .resample import bilinear_up
@@ -97,6 +100,61 @@ class RenderReport:
         return out + self.notes
 
 
+#: RenderSettings' numbers, by the command-line option that sets each.
+_NUMBER_OPTIONS = {
+    "f_number": "--aperture",
+    "focal_length_mm": "--focal-length",
+    "sensor_width_mm": "--sensor-width",
+    "strength": "--strength",
+    "blade_rotation_deg": "--blade-rotation",
+    "cat_eye": "--cat-eye",
+    "highlight_gain": "--highlights",
+    "grain": "--grain",
+    "focus_distance_m": "--focus-distance",
+    "focus_disparity": "--focus-disparity",
+}
+
+
+def check_settings(settings: RenderSettings) -> None:
+    """BokehkitError for a number no lens has: NaN or infinite anywhere (they would render a
+    black image), and values outside what each option means."""
+
+    def finite(value, option: str) -> None:
+        if value is not None and not math.isfinite(float(value)):
+            raise BokehkitError(f"{option} must be a finite number, not {float(value):g}")
+
+    for name, option in _NUMBER_OPTIONS.items():
+        finite(getattr(settings, name), option)
+    for name, option in (("focus_point", "--focus-point"), ("depth_range_m", "--depth-range")):
+        for value in getattr(settings, name) or ():
+            finite(value, option)
+    for key, value in settings.upscaler_options.items():
+        if isinstance(value, float):
+            finite(value, f"--sr-{key}")
+    if settings.f_number <= 0:
+        raise BokehkitError(f"--aperture must be a positive f-number, not {settings.f_number:g}")
+    for value, option in ((settings.focal_length_mm, "--focal-length"),
+                          (settings.sensor_width_mm, "--sensor-width")):  # fmt: skip
+        if value is not None and value <= 0:
+            raise BokehkitError(f"{option} must be positive, not {value:g} mm")
+    if settings.grain < 0:
+        raise BokehkitError(f"--grain must be 0 (none) or more, not {settings.grain:g}")
+    if not 0.0 <= settings.cat_eye <= 1.0:
+        raise BokehkitError(f"--cat-eye must be from 0 to 1, not {settings.cat_eye:g}")
+
+
+def check_output_folder(output_path: Path) -> None:
+    """BokehkitError now, before the render, when the result could not be written there."""
+    folder = output_path.parent
+    if not folder.is_dir():
+        raise BokehkitError(f"output folder {folder} does not exist")
+    if output_path.is_dir():
+        raise BokehkitError(f"{output_path} is a folder: give a file name")
+    from .imageio import probe_writable
+
+    probe_writable(output_path)
+
+
 def render_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -108,9 +166,9 @@ def render_file(
     output_path = Path(output_path)
     if Path(input_path).resolve() == output_path.resolve():
         raise BokehkitError("the output would overwrite the input photo: choose another name")
-    if not output_path.parent.is_dir():
-        raise BokehkitError(f"output folder {output_path.parent} does not exist")
     format_for_path(output_path)  # an unknown extension fails now, not after the render
+    check_settings(settings)
+    check_output_folder(output_path)
     progress.update(0.0, "reading the photo")
     image = load_image(input_path)
     linear, report = render_image(image, settings, progress.span(0.02, 0.95))
@@ -130,18 +188,28 @@ def render_image(
     report = RenderReport()
     width, height = image.size
     factor = settings.sr_factor
+    check_settings(settings)
     check_factor(factor, width, height)
+    check_render_memory(width, height, factor)
+    report.notes.extend(f"note: {n}" for n in image.encoding.notes)
+    # Masks, points and depth maps are given as the user sees the photo (EXIF orientation
+    # applied); the render works on, and writes, the raw pixels.
+    orientation = exif_orientation(image.encoding.exif)
+    if orientation != 1 and settings.focus_point is not None:
+        settings = replace(
+            settings, focus_point=raw_point(*settings.focus_point, width, height, orientation)
+        )
 
     # The renderer first: a missing model fails now, before any depth or subject work.
     renderer = get_renderer(settings.engine, **settings.engine_options)
 
     # Focus mask first: it may also stand in for missing depth.
-    mask = _focus_mask(settings, width, height)
+    mask = _focus_mask(settings, width, height, orientation)
     subject = _auto_subject(image, mask, settings, report, progress)
 
     # Depth: the given map, else the depth the phone recorded in the photo, else an
     # installed depth model's estimate, else the fallback built around the focus region.
-    depth = _given_depth(image, settings, width, height)
+    depth = _given_depth(image, settings, width, height, orientation)
     if depth is None and settings.embedded_depth:
         depth = _embedded_depth(image, width, height, report)
     if depth is None and settings.depth_model:
@@ -219,9 +287,12 @@ def render_image(
     return out, report
 
 
-def _given_depth(image: LoadedImage, settings: RenderSettings, width: int, height: int):
-    """The depth map the user named, fitted to the image; None if none was named. A HEIF
-    photo, or the input photo itself, named as the depth means the depth embedded in it."""
+def _given_depth(
+    image: LoadedImage, settings: RenderSettings, width: int, height: int, orientation: int = 1
+):
+    """The depth map the user named (as the photo is displayed), fitted to the image's raw
+    pixels; None if none was named. A HEIF photo, or the input photo itself, named as the
+    depth means the depth embedded in it (which phones store in the raw frame)."""
     if not settings.depth_path:
         return None
     from . import phone_depth
@@ -239,6 +310,8 @@ def _given_depth(image: LoadedImage, settings: RenderSettings, width: int, heigh
         settings.depth_near,
         settings.depth_range_m,
     )
+    if orientation != 1:
+        depth = replace(depth, inverse_depth=raw_from_display(depth.inverse_depth, orientation))
     return depth_mod.fit_to_image(depth, width, height)
 
 
@@ -284,11 +357,13 @@ def _model_depth(
     """An installed depth model's estimate; None when none is installed, or (with a note)
     when one is but cannot run here (no torch, a damaged file). Never downloads. A model
     the user `chosen` must be installed and run: otherwise BokehkitError says why."""
-    from .models import installed_path
+    from .models import ModelDamaged, installed_path
 
     def installed(model_id: str) -> bool:
         try:
             return installed_path(model_id) is not None
+        except ModelDamaged:
+            raise  # never used, never silently passed over
         except (BokehkitError, KeyError):  # not in this manifest
             return False
 
@@ -322,16 +397,22 @@ def _model_depth(
     return depth_mod.fit_to_image(depth, width, height)
 
 
-def _focus_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray | None:
+def _focus_mask(
+    settings: RenderSettings, width: int, height: int, orientation: int = 1
+) -> np.ndarray | None:
+    """The painted mask in the raw frame; it is painted on the photo as displayed."""
+    shown_w, shown_h = display_size(width, height, orientation)
     if settings.focus_mask is not None:
         mask = np.asarray(settings.focus_mask, dtype=np.float32)
-        if mask.shape != (height, width):
+        if mask.shape != (shown_h, shown_w):
             raise BokehkitError(
-                f"focus mask is {mask.shape[1]}×{mask.shape[0]} but the image is {width}×{height}"
+                f"focus mask is {mask.shape[1]}×{mask.shape[0]} but the image is "
+                f"{shown_w}×{shown_h}"
             )
-        return focus_mod.check_mask(mask)
+        return focus_mod.check_mask(raw_from_display(mask, orientation))
     if settings.focus_mask_path:
-        return focus_mod.load_mask(settings.focus_mask_path, width, height)
+        mask = focus_mod.load_mask(settings.focus_mask_path, shown_w, shown_h)
+        return raw_from_display(mask, orientation)
     return None
 
 
