@@ -128,7 +128,7 @@ def fit_to_image(depth: DepthMap, width: int, height: int) -> DepthMap:
     return depth.resized(width, height)
 
 
-#: Without depth, blur reaches its full strength this far from the focus region.
+#: Without depth or a subject, blur reaches its full strength this far from the focus point.
 FALLBACK_FALLOFF = 0.15  # of the image diagonal
 
 
@@ -138,23 +138,30 @@ def fallback_depth(
     focus_mask: np.ndarray | None = None,
     focus_point: tuple[float, float] | None = None,
 ) -> DepthMap:
-    """A stand-in when no depth is known: the focus region lies on the focal plane, and the
-    rest recedes behind it with distance from that region, reaching full blur at
-    `FALLBACK_FALLOFF` of the image diagonal. Focus region: the mask, else the point, else
-    the image centre."""
+    """A stand-in when no depth is known.
+
+    With a subject (a painted mask or ISNet's matte): two planes, as a portrait lens sees
+    them. The subject lies on the focal plane and everything else is one far plane, so the
+    background is blurred as much right beside the subject as anywhere (grading the blur by
+    the distance from the subject left a sharp halo of background around it). The matte's
+    soft rim gets in-between depths, which the colour then settles (`depth_edges`).
+
+    With only a point (or nothing, the image centre): a disc around it on the focal plane
+    and the rest receding with distance from it, reaching full blur at `FALLBACK_FALLOFF`
+    of the image diagonal: without a subject there is no outline to cut along.
+    """
+    if focus_mask is not None:
+        disparity = np.clip((np.asarray(focus_mask, np.float32) - 0.25) / 0.5, 0.0, 1.0)
+        source = "none given: the subject on the focal plane, the rest one far plane"
+        return DepthMap(disparity.astype(np.float32), False, source)
     from scipy import ndimage
 
-    if focus_mask is not None:
-        inside = focus_mask >= 0.5
-        source = "none given: focus region on the focal plane, the rest graded away from it"
-    else:
-        inside = np.zeros((height, width), dtype=bool)
-        x, y = focus_point if focus_point is not None else (width / 2, height / 2)
-        radius = 0.05 * np.hypot(width, height)
-        yy, xx = np.ogrid[:height, :width]
-        inside = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
-        where = "the focus point" if focus_point is not None else "the image centre"
-        source = f"none given: {where} on the focal plane, the rest graded away from it"
+    x, y = focus_point if focus_point is not None else (width / 2, height / 2)
+    radius = 0.05 * np.hypot(width, height)
+    yy, xx = np.ogrid[:height, :width]
+    inside = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+    where = "the focus point" if focus_point is not None else "the image centre"
+    source = f"none given: {where} on the focal plane, the rest graded away from it"
     # Distance at reduced resolution: it is smooth and this is O(pixels).
     step = max(1, int(max(width, height) // 1024))
     dist = ndimage.distance_transform_edt(~inside[::step, ::step]) * step

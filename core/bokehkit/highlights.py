@@ -50,10 +50,10 @@ LIGHT_AREA_PX = 6.0
 WHITE_SHARE, NOT_WHITE = 0.6, 0.35
 #: Mean code value one pixel outside the core: a light's shoulder has dropped to at most
 #: STEEP_SHOULDER; a bright surface's is still above SOFT_SHOULDER.
-STEEP_SHOULDER, SOFT_SHOULDER = 0.66, 0.76
+STEEP_SHOULDER, SOFT_SHOULDER = 0.60, 0.70
 #: Longest extent over the diameter of a disc of the same area: a light up to COMPACT,
 #: a stripe from ELONGATED.
-COMPACT, ELONGATED = 1.3, 1.6
+COMPACT, ELONGATED = 1.2, 1.45
 #: The spot stands out from a ring 2–4 px around it by at least this much (code values).
 MIN_CONTRAST, FULL_CONTRAST = 0.2, 0.35
 RING_INNER_PX, RING_OUTER_PX = 2, 4

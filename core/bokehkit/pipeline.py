@@ -17,6 +17,7 @@ import numpy as np
 from . import depth as depth_mod
 from . import focus as focus_mod
 from .aperture import Aperture
+from .depth_edges import snap_depth_edges
 from .errors import BokehkitError
 from .grain import add_grain, estimate_noise
 from .highlights import DEFAULT_GAIN, recover_highlights
@@ -233,6 +234,8 @@ def render_image(
     lens = Lens(settings.f_number, focal_mm, settings.sensor_width_mm)
     coc = _signed_coc(depth, focus, lens, settings, width, report)
     report.focal_length = f"{focal_mm:g} mm ({focal_from}), f/{settings.f_number:g}"
+    if settings.engine == "classical":  # MagicBokeh was trained on the depth as it is
+        coc = snap_depth_edges(image.linear_rgb, coc)
     if mask is not None:
         coc *= 1.0 - mask  # painted pixels stay sharp
     max_coc = MAX_COC_FRACTION * max(width, height)
