@@ -18,16 +18,47 @@ def test_small_light_is_boosted_but_not_a_white_wall_or_a_glint():
     img[15:18, 40:43] = (1.0, 0.3, 0.3)  # a clipped speck of saturated red, no contrast
     img[14:19, 39:44, 1:] = 0.3
     gain = light_gain(img, 6.0)
-    assert gain[20, 20] == pytest.approx(6.0)
+    light = (yy - 20) ** 2 + (xx - 20) ** 2 <= 4
+    assert gain[light].mean() == pytest.approx(6.0)  # the cap, on average over the light
+    assert gain[20, 20, 0] > gain[18, 20, 0]  # brightest in its middle
     assert np.all(gain[60:110, 60:110] == 1.0)
-    assert gain[20, 90] == 1.0
-    assert gain[40, 27] == 1.0
-    assert gain[16, 41] == 1.0
+    assert np.all(gain[20, 90] == 1.0)
+    assert np.all(gain[40, 27] == 1.0)
+    assert np.all(gain[16, 41] == 1.0)
     coc = np.full((120, 120), 10.0, np.float32)
     coc[:, :10] = 0.0  # in focus: untouched
-    out = recover_highlights(img, img, coc, 6.0)
-    assert out[20, 20, 0] == pytest.approx(6.0)
+    out, _ = recover_highlights(img, img, coc, 6.0)
+    assert out[light].mean() == pytest.approx(6.0)
     assert np.array_equal(out[:, :10], img[:, :10])
+
+
+def test_a_light_keeps_the_colour_its_glow_shows():
+    """The clipped core of a warm light is white; its unclipped shoulder is warm. The energy
+    given back takes the shoulder's colour, not white."""
+    img = np.full((60, 60, 3), 0.1, np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    r2 = (yy - 30) ** 2 + (xx - 30) ** 2
+    img[r2 <= 9] = 1.0
+    shoulder = (r2 > 9) & (r2 <= 16)
+    img[shoulder] = (0.75, 0.45, 0.25)  # the glow of an orange light over a dark wall
+    gain = light_gain(img, 40.0)
+    core = gain[r2 <= 4]
+    assert np.all(core[:, 0] > core[:, 1]) and np.all(core[:, 1] > core[:, 2])
+    assert np.all(gain[r2 > 9] == 1.0)
+
+
+def test_a_light_is_blurred_as_its_core_not_as_the_wall_behind_its_glow():
+    """The light clips beyond its outline; the depth map gives that rim the wall's depth.
+    The whole clipped spot must take the light's own blur radius."""
+    img = np.full((60, 60, 3), 0.2, np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    spot = (yy - 30) ** 2 + (xx - 30) ** 2 <= 9  # 29 px clipped
+    img[spot] = 1.0
+    coc = np.full((60, 60), -14.0, np.float32)  # the wall, far behind
+    coc[(yy - 30) ** 2 + (xx - 30) ** 2 <= 2] = -3.0  # the light itself, nearly in focus
+    _, new_coc = recover_highlights(img, img, coc, 40.0)
+    assert np.all(new_coc[spot] == -3.0)
+    assert np.array_equal(new_coc[~spot], coc[~spot])
 
 
 def test_noise_estimate_and_grain_put_back():

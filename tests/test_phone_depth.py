@@ -290,7 +290,7 @@ def _fake_heif(monkeypatch, depth_pixels: np.ndarray | None, metadata: dict):
     if depth_pixels is not None:
         pil = Image.fromarray(depth_pixels)
         depth_images.append(
-            types.SimpleNamespace(to_pillow=lambda: pil, info={"metadata": metadata})
+            types.SimpleNamespace(to_pillow=lambda: pil, size=pil.size, info={"metadata": metadata})
         )
     primary = types.SimpleNamespace(info={"depth_images": depth_images})
 

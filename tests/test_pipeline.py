@@ -116,12 +116,20 @@ def test_metric_depth_must_be_positive(tmp_path):
         load_depth(tmp_path / "d.npy", "m", "depth")
 
 
-def test_fallback_depth_keeps_focus_region_on_the_focal_plane():
+def test_fallback_depth_puts_the_subject_in_front_of_one_far_background():
+    """No depth map: the subject is on the focal plane and the background right beside it
+    is as far as the rest (graded by distance, it stayed sharp around the subject)."""
     mask = np.zeros((100, 200), np.float32)
     mask[40:60, 90:110] = 1.0
     d = fallback_depth(200, 100, focus_mask=mask)
     assert d.inverse_depth[50, 100] == pytest.approx(1.0)
-    assert d.inverse_depth[50, 0] < d.inverse_depth[50, 80] < 1.0  # graded away from it
+    assert d.inverse_depth[50, 88] == d.inverse_depth[50, 0] == 0.0
+
+
+def test_fallback_depth_without_a_subject_grades_away_from_the_point():
+    d = fallback_depth(200, 100, focus_point=(100, 50))
+    assert d.inverse_depth[50, 100] == pytest.approx(1.0)
+    assert d.inverse_depth[50, 0] < d.inverse_depth[50, 80] < 1.0
 
 
 def test_focus_from_mask_is_the_weighted_median():

@@ -34,8 +34,9 @@ REAL_ENGINE = [sys.executable, "-m", "bokehkit"]
 ENGINE_ENV = {"PYTHONPATH": str(REPO / "core")}  # the client scrubs PYTHONPATH, then adds this
 
 FAKE_ENGINE = r"""
-import json, os, shutil, sys, threading, time
+import json, os, shutil, sys, tempfile, threading, time
 mode = os.environ["FAKE_MODE"]
+base = sys.argv[sys.argv.index("--job-base") + 1] if "--job-base" in sys.argv else None
 out = sys.stdout
 lock = threading.Lock()
 cancelled = threading.Event()
@@ -69,6 +70,9 @@ for line in sys.stdin:
         emit({"type": "pong", "version": "fake", "engines": {}})
     elif req["type"] == "cancel":
         cancelled.set()
+    elif req["type"] == "open_job":
+        folder = tempfile.mkdtemp(prefix="bokehkit-job-", dir=base)
+        emit({"type": "job_opened", "id": req["id"], "job_dir": folder})
     elif req["type"] == "render":
         cancelled.clear()
         threading.Thread(target=render, args=(req,), daemon=True).start()
@@ -223,7 +227,7 @@ def test_config_dirs_match_platformdirs_conventions():
 
 def test_schema_fills_defaults_and_rejects_bad_values():
     values = schema.validate({"aperture": 1.4})
-    assert values["aperture"] == 1.4 and values["highlights"] == 6.0 and values["grain"] == 1.0
+    assert values["aperture"] == 1.4 and values["highlights"] == 40.0 and values["grain"] == 1.0
     assert values["focal_length"] == 0.0 and values["engine"] == "classical"
     assert schema.validate({"blades": 0})["blades"] == 0
     for bad, words in (

@@ -93,10 +93,12 @@ def test_auto_subject_does_not_force_sharpness(photo, fake_isnet, tmp_path):
 def test_without_depth_the_subject_is_the_focus_region(photo, fake_isnet):
     out, report = render_image(photo, RenderSettings(f_number=1.4))
     assert report.focus_source == "automatic subject (ISNet)"
-    assert report.depth_source.startswith("none given: focus region on the focal plane")
+    assert report.depth_source.startswith("none given: the subject on the focal plane")
     subject_err = np.abs(out[25:55, 15:35] - photo.linear_rgb[25:55, 15:35]).max()
     corner_err = np.abs(out[:, -20:] - photo.linear_rgb[:, -20:]).mean()
-    assert subject_err < 1e-4 and corner_err > 0.03
+    # Right beside the subject the background is as blurred as anywhere else.
+    beside_err = np.abs(out[25:55, 48:56] - photo.linear_rgb[25:55, 48:56]).mean()
+    assert subject_err < 1e-4 and corner_err > 0.03 and beside_err > 0.8 * corner_err
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -187,7 +190,8 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
         metavar="GAIN",
         type=float,
         default=DEFAULT_GAIN,
-        help=f"brightness recovered in clipped small lights (default {DEFAULT_GAIN:g}, 1 = off)",
+        help="clipped small lights get back the energy their size suggests, at most GAIN "
+        f"times (default {DEFAULT_GAIN:g}, 1 = off)",
     )
     g.add_argument(
         "--grain",
@@ -364,12 +368,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from . import server
 
+    job_base = args.job_base
+    if job_base is not None and not Path(job_base).is_dir():
+        raise BokehkitError(f"--job-base {job_base}: no such folder")
     if args.tcp:
         if not args.token_file:
             raise BokehkitError("--tcp needs --token-file FILE (the token clients must send)")
         host, port = server.parse_address(args.tcp)
-        return server.serve_tcp(host, port, server.read_token(args.token_file))
-    return server.serve_stdio()
+        token = server.read_token(args.token_file)
+        hello = args.hello_timeout
+        if not (hello > 0 and hello < 3600):  # NaN fails too
+            raise BokehkitError(f"--hello-timeout must be from 0 to 3600 s, not {hello:g}")
+        return server.serve_tcp(host, port, token, hello, job_base=job_base)
+    return server.serve_stdio(job_base)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,8 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--stdio", action="store_true", help="requests on stdin, events on stdout (default)"
     )
-    mode.add_argument("--tcp", metavar="HOST:PORT", help="listen for one client at a time")
+    mode.add_argument("--tcp", metavar="HOST:PORT", help="listen for clients (renders in turn)")
     p.add_argument("--token-file", metavar="FILE", help="with --tcp: the token clients send")
+    p.add_argument(
+        "--hello-timeout",
+        metavar="S",
+        type=float,
+        default=10.0,
+        help="with --tcp: seconds a client has to send its hello line (default 10)",
+    )
+    p.add_argument(
+        "--job-base",
+        metavar="DIR",
+        default=None,
+        help="where the engine makes job folders (default: the temp folder; for --tcp, a "
+        "folder shared with the clients)",
+    )
     p.set_defaults(run=_cmd_serve)
     from .models.cli import add_models_parser
 
@@ -405,9 +430,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_on_termination() -> dict:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so that a half-written output is removed; returns
+    the handlers they had, for `main` to put back."""
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    saved = {}
+    if threading.current_thread() is not threading.main_thread():
+        return saved
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            saved[sig] = signal.signal(sig, interrupt)
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    saved = _interrupt_on_termination() if args.command in ("render", "demo") else {}
+    try:
+        return _run(args)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.run(args)
     except BokehkitError as exc:
@@ -419,6 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         _fail("error: out of memory; try a smaller image or a lower --sr factor")
         return EXIT_INTERNAL_ERROR
+    except BrokenPipeError:
+        # The reader went away (`bokehkit models list | head -1`): not an error. Later
+        # writes, and Python's own flush at exit, go nowhere instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - never a traceback for the user
         if args.debug:
             raise

@@ -97,13 +97,16 @@ def load_depth(
 
 def _ranged(data, kind, near, range_m, name) -> DepthMap:
     z_near, z_far = (float(v) for v in range_m)
-    if not 0 < z_near < z_far:
-        raise BokehkitError(f"depth range must be 0 < near < far metres, not {z_near}, {z_far}")
-    nearness = np.clip(data if near == "bright" else 1.0 - data, 0.0, 1.0)
+    # A micrometre to a million kilometres: inside that, 1/z fits float32 (and NaN fails).
+    if not 1e-6 <= z_near < z_far <= 1e9:
+        raise BokehkitError(
+            f"depth range must be 0 < near < far metres (1e-6 to 1e9), not {z_near}, {z_far}"
+        )
+    nearness = np.clip(data if near == "bright" else 1.0 - data, 0.0, 1.0).astype(np.float64)
     if kind == "disparity":
         inv = 1.0 / z_far + nearness * (1.0 / z_near - 1.0 / z_far)
-    else:
-        inv = 1.0 / (z_far - nearness * (z_far - z_near))
+    else:  # z grows from z_near: never rounds to zero however far z_far is
+        inv = 1.0 / (z_near + (1.0 - nearness) * (z_far - z_near))
     return DepthMap(inv.astype(np.float32), True, f"{name} ({kind}, {z_near:g}–{z_far:g} m)")
 
 
@@ -125,7 +128,7 @@ def fit_to_image(depth: DepthMap, width: int, height: int) -> DepthMap:
     return depth.resized(width, height)
 
 
-#: Without depth, blur reaches its full strength this far from the focus region.
+#: Without depth or a subject, blur reaches its full strength this far from the focus point.
 FALLBACK_FALLOFF = 0.15  # of the image diagonal
 
 
@@ -135,23 +138,30 @@ def fallback_depth(
     focus_mask: np.ndarray | None = None,
     focus_point: tuple[float, float] | None = None,
 ) -> DepthMap:
-    """A stand-in when no depth is known: the focus region lies on the focal plane, and the
-    rest recedes behind it with distance from that region, reaching full blur at
-    `FALLBACK_FALLOFF` of the image diagonal. Focus region: the mask, else the point, else
-    the image centre."""
+    """A stand-in when no depth is known.
+
+    With a subject (a painted mask or ISNet's matte): two planes, as a portrait lens sees
+    them. The subject lies on the focal plane and everything else is one far plane, so the
+    background is blurred as much right beside the subject as anywhere (grading the blur by
+    the distance from the subject left a sharp halo of background around it). The matte's
+    soft rim gets in-between depths, which the colour then settles (`depth_edges`).
+
+    With only a point (or nothing, the image centre): a disc around it on the focal plane
+    and the rest receding with distance from it, reaching full blur at `FALLBACK_FALLOFF`
+    of the image diagonal: without a subject there is no outline to cut along.
+    """
+    if focus_mask is not None:
+        disparity = np.clip((np.asarray(focus_mask, np.float32) - 0.25) / 0.5, 0.0, 1.0)
+        source = "none given: the subject on the focal plane, the rest one far plane"
+        return DepthMap(disparity.astype(np.float32), False, source)
     from scipy import ndimage
 
-    if focus_mask is not None:
-        inside = focus_mask >= 0.5
-        source = "none given: focus region on the focal plane, the rest graded away from it"
-    else:
-        inside = np.zeros((height, width), dtype=bool)
-        x, y = focus_point if focus_point is not None else (width / 2, height / 2)
-        radius = 0.05 * np.hypot(width, height)
-        yy, xx = np.ogrid[:height, :width]
-        inside = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
-        where = "the focus point" if focus_point is not None else "the image centre"
-        source = f"none given: {where} on the focal plane, the rest graded away from it"
+    x, y = focus_point if focus_point is not None else (width / 2, height / 2)
+    radius = 0.05 * np.hypot(width, height)
+    yy, xx = np.ogrid[:height, :width]
+    inside = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+    where = "the focus point" if focus_point is not None else "the image centre"
+    source = f"none given: {where} on the focal plane, the rest graded away from it"
     # Distance at reduced resolution: it is smooth and this is O(pixels).
     step = max(1, int(max(width, height) // 1024))
     dist = ndimage.distance_transform_edt(~inside[::step, ::step]) * step

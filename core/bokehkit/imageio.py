@@ -17,6 +17,7 @@ import logging
 import os
 import struct
 import tempfile
+import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from bokehkit.colour import (
     srgb_icc_profile,
 )
 from bokehkit.errors import BokehkitError
+from bokehkit.limits import check_pixels, max_pixels
 
 __all__ = [
     "LoadedImage",
@@ -234,6 +236,7 @@ class _Raw:
     exif: bytes | None = None
     dpi: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _finish_load(p: Path, raw: _Raw) -> LoadedImage:
@@ -251,7 +254,7 @@ def _finish_load(p: Path, raw: _Raw) -> LoadedImage:
     colour = px[:, :, :ncol]
     alpha = np.ascontiguousarray(px[:, :, ncol]) if has_alpha else None
     transfer, use_cms = _transfer_for(raw.icc, channels, dtype, str(p))
-    icc, notes, converted = raw.icc, [], False
+    icc, notes, converted = raw.icc, list(raw.notes), False
     if use_cms:
         colour = _cms_to_srgb(colour, icc or b"", str(p))
         icc, converted = srgb_icc_profile(), True
@@ -322,10 +325,9 @@ def _pillow_png16(p: Path, colour_type: int) -> tuple[np.ndarray, str]:
     little-endian raw mode picks the other byte of each sample, i.e. the low byte.
     16-bit grey+alpha has 4 bytes per pixel, exactly like 8-bit RGBA.
     """
-    from PIL import Image
 
     def decode(rawmode: str | None) -> np.ndarray:
-        with Image.open(p) as im:
+        with open_pillow(p, str(p)) as im:
             if rawmode is not None:
                 im.tile = [
                     t._replace(args=rawmode if isinstance(t.args, str) else (rawmode, *t.args[1:]))
@@ -335,7 +337,7 @@ def _pillow_png16(p: Path, colour_type: int) -> tuple[np.ndarray, str]:
             return np.asarray(im)
 
     if colour_type == 0:
-        with Image.open(p) as im:
+        with open_pillow(p, str(p)) as im:
             arr = np.asarray(im)
             if arr.dtype != np.uint16:
                 arr = arr.astype(np.uint16)
@@ -355,13 +357,56 @@ def _pillow_png16(p: Path, colour_type: int) -> tuple[np.ndarray, str]:
     return out, mode
 
 
-def _read_pillow(p: Path, fmt: str) -> _Raw:
+def open_pillow(p: str | os.PathLike[str] | Any, what: str):
+    """Image.open with the size checked against the pixel limit before anything is decoded
+    (Pillow's own bomb check is moved to the same limit)."""
     from PIL import Image
 
+    # Pillow's own check (a warning over its limit, an error over twice that) is set to
+    # ours, and stays quiet: the size is checked here, with a message that says what to do.
+    Image.MAX_IMAGE_PIXELS = max_pixels()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(p)
+        except Image.DecompressionBombError:
+            im = None
+    if im is None:  # over twice the limit: Pillow does not say the size, the header does
+        check_pixels(*_pil_header_size(p), what)
+        raise BokehkitError(f"{what} is over the {max_pixels() / 1e6:g} MP limit")
+    try:
+        check_pixels(im.size[0], im.size[1], what)
+    except BaseException:
+        im.close()
+        raise
+    return im
+
+
+def _pil_header_size(p) -> tuple[int, int]:
+    """The size an image's header declares, read without Pillow's bomb check."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        if hasattr(p, "seek"):
+            p.seek(0)
+        with Image.open(p) as im:
+            return im.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _read_pillow(p: Path, fmt: str) -> _Raw:
     extra: dict[str, Any] = {}
-    with Image.open(p) as im:
+    notes: list[str] = []
+    with open_pillow(p, str(p)) as im:
         info = dict(im.info)
         mode = im.mode
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            kind = "animated PNG" if fmt == "PNG" else f"animated {fmt}"
+            notes.append(f"{p.name} is an {kind} of {frames} frames: frame 1 is used")
         if fmt == "PNG":
             depth, ctype, _ = _png_header(p)
         if fmt == "PNG" and depth == 16:
@@ -391,7 +436,9 @@ def _read_pillow(p: Path, fmt: str) -> _Raw:
         extra["webp_lossless"] = _webp_is_lossless(p)
     dpi = info.get("dpi")
     dpi_t = (float(dpi[0]), float(dpi[1])) if dpi else None
-    return _Raw(fmt, pixels, channels, info.get("icc_profile"), info.get("exif"), dpi_t, extra)
+    raw = _Raw(fmt, pixels, channels, info.get("icc_profile"), info.get("exif"), dpi_t, extra)
+    raw.notes = notes
+    return raw
 
 
 _IJG_LUMA = np.array(
@@ -435,6 +482,9 @@ def _read_tiff(p: Path) -> _Raw:
 
     with tifffile.TiffFile(p) as tif:
         page = tif.pages.first
+        check_pixels(page.imagewidth, page.imagelength, str(p))
+        if page.imagedepth > 1 or page.size > 8 * page.imagewidth * page.imagelength:
+            raise BokehkitError(f"{p}: a TIFF with {page.shape} samples is not a 2-D photo")
         photometric = int(page.photometric)
         try:
             arr = page.asarray()
@@ -491,9 +541,7 @@ def _read_tiff(p: Path) -> _Raw:
 
 def _read_tiff_pillow_fallback(p: Path, exc: Exception, bits: int, samples: int) -> _Raw:
     """Compressions that tifffile needs 'imagecodecs' for: Pillow (libtiff) for 8-bit."""
-    from PIL import Image
-
-    with Image.open(p) as im:
+    with open_pillow(p, str(p)) as im:
         # Pillow would silently reduce 16-bit colour to 8 bits: refuse rather than degrade.
         exact = bits == 8 or (bits == 16 and samples == 1 and im.mode.startswith("I;16"))
         if not exact or im.mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
@@ -683,7 +731,8 @@ def save_image(
             icc = None
         pixels = np.repeat(pixels, 3, axis=2)
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    sweep_stale_temporaries(p)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(p), suffix=".tmp", dir=p.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -694,6 +743,7 @@ def save_image(
         else:
             _write_pillow(tmp, fmt, pixels, alpha, icc, exif, encoding)
         _match_permissions(tmp, p)
+        _fsync(tmp)  # on disk before the name points at it: a crash leaves old or new
         os.replace(tmp, p)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -701,6 +751,55 @@ def save_image(
             raise
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BokehkitError(f"{p}: cannot write {fmt} image ({msg})") from exc
+
+
+def _temp_prefix(p: Path) -> str:
+    """Temporary files are named after the process writing them, ``.NAME.<pid>.…tmp``,
+    so that one left by a killed process can be told from one being written."""
+    return f".{p.name}.{os.getpid()}."
+
+
+def sweep_stale_temporaries(p: Path) -> None:
+    """Remove the temporaries of `p` that killed processes left in its folder."""
+    from .jobdirs import pid_alive
+
+    prefix = f".{p.name}."
+    try:
+        entries = list(os.scandir(p.parent))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def probe_writable(p: Path) -> None:
+    """BokehkitError when no file can be made in `p`'s folder (read-only, no permission,
+    no space or inodes left): checked before a render, not after it."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=_temp_prefix(p), suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise BokehkitError(
+            f"cannot write in the output folder {p.parent} ({exc.strerror or exc})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _match_permissions(tmp: Path, final: Path) -> None:

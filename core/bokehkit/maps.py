@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BokehkitError
+from .limits import check_pixels
 
 
 def read_map(path: str | Path, what: str) -> np.ndarray:
@@ -19,15 +21,18 @@ def read_map(path: str | Path, what: str) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
+            data = _read_npy(path, what)
         elif suffix in (".tif", ".tiff"):
             import tifffile
 
-            data = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                check_pixels(page.imagewidth, page.imagelength, f"{what} {path}")
+                data = page.asarray()
         else:
-            from PIL import Image
+            from .imageio import open_pillow
 
-            with Image.open(path) as im:
+            with open_pillow(path, f"{what} {path}") as im:
                 if im.mode in ("I;16", "I;16B", "I;16L", "I", "F", "L"):
                     data = np.asarray(im)
                 elif im.mode in ("LA", "PA", "P", "1"):
@@ -44,6 +49,25 @@ def read_map(path: str | Path, what: str) -> np.ndarray:
     if data.ndim != 2 or data.size == 0:
         raise BokehkitError(f"{what} {path} is not a 2-D map (shape {data.shape})")
     return data.astype(np.float32, copy=False) if data.dtype != np.float32 else data
+
+
+def _read_npy(path: Path, what: str) -> np.ndarray:
+    """A .npy array, its shape checked against the pixel limit before the data is read."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        if dtype.hasobject:
+            raise BokehkitError(f"{what} {path} holds Python objects, not numbers")
+        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] > 4):
+            raise BokehkitError(f"{what} {path} is not a 2-D map (shape {shape})")
+        check_pixels(shape[1], shape[0], f"{what} {path}")
+        need = int(np.prod(shape)) * dtype.itemsize
+        if os.fstat(f.fileno()).st_size - f.tell() < need:
+            raise BokehkitError(f"{what} {path} is shorter than its header says (truncated?)")
+    return np.load(path, allow_pickle=False)
 
 
 def max_code(data: np.ndarray) -> float:

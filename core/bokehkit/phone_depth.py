@@ -80,8 +80,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .depth import DepthMap, _ranged, fit_to_image
+from .depth import DepthMap, fit_to_image
+from .depth import _ranged as _ranged_map
 from .errors import BokehkitError
+from .limits import check_pixels
 
 NS_GDEPTH = "http://ns.google.com/photos/1.0/depthmap/"
 NS_XMPNOTE = "http://ns.adobe.com/xmp/note/"
@@ -165,7 +167,8 @@ def _read(path: Path) -> DepthMap | None:
         if gdepth:
             guid = _props_anywhere(props, NS_XMPNOTE).get("HasExtendedXMP")
             if "Data" not in gdepth:
-                gdepth.update(_props_anywhere(_extended_tree(extended, guid), NS_GDEPTH))
+                tree = _extended_tree(extended, guid, len(data))
+                gdepth.update(_props_anywhere(tree, NS_GDEPTH))
             return _gdepth(gdepth, path.name)
         dd = _dynamic_depth_props(props)
         if dd is not None:
@@ -214,7 +217,9 @@ def _jpeg_xmp(data: bytes) -> tuple[bytes | None, dict[str, dict[int, bytes]], i
     return main, extended, (eoi + 2 if eoi >= 0 else n)
 
 
-def _extended_tree(extended: dict[str, dict[int, bytes]], guid: str | None) -> ET.Element | None:
+def _extended_tree(
+    extended: dict[str, dict[int, bytes]], guid: str | None, file_size: int
+) -> ET.Element | None:
     if not extended:
         return None
     if guid is None or guid not in extended:
@@ -223,6 +228,12 @@ def _extended_tree(extended: dict[str, dict[int, bytes]], guid: str | None) -> E
         guid = next(iter(extended))
     chunks = dict(extended[guid])
     full = int.from_bytes(chunks.pop(-1), "big")
+    # The chunks are in the file: a declared length beyond the file's is a lie, refused
+    # before anything of that length is allocated.
+    if full > file_size:
+        raise _Skip(
+            f"its extended XMP declares {full} bytes, more than the whole file ({file_size})"
+        )
     buf = bytearray(full)
     covered = 0
     for offset, chunk in sorted(chunks.items()):
@@ -290,10 +301,10 @@ def _number(props: dict[str, str], key: str, fmt: str) -> float:
 
 def _decode_depth_image(blob: bytes, what: str) -> np.ndarray:
     """A depth image (PNG/JPEG, 8 or 16 bit) as float32 in [0, 1]."""
-    from PIL import Image
+    from .imageio import open_pillow
 
     try:
-        with Image.open(io.BytesIO(blob)) as im:
+        with open_pillow(io.BytesIO(blob), what) as im:
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -302,11 +313,21 @@ def _decode_depth_image(blob: bytes, what: str) -> np.ndarray:
                 arr = np.asarray(im, dtype=np.float32)
             else:
                 arr = np.asarray(im.convert("L")).astype(np.float32) / 255.0
+    except BokehkitError as exc:  # over the pixel limit
+        raise _Skip(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "unusable"
         raise _Skip(f"its {what} cannot be decoded ({type(exc).__name__})") from None
     if arr.ndim != 2 or min(arr.shape) < 2:
         raise _Skip(f"its {what} is not a 2-D map")
     return np.clip(arr, 0.0, 1.0)
+
+
+def _ranged(data, kind, near, range_m, label) -> DepthMap:
+    """depth._ranged, with a range it refuses as a reason to ignore the phone's depth."""
+    try:
+        return _ranged_map(data, kind, near, range_m, label)
+    except BokehkitError as exc:
+        raise _Skip(str(exc)) from None
 
 
 def _ranged_depth(
@@ -489,6 +510,10 @@ def _fourcc(value: str) -> str:
 def _frame_codes(im, what: str) -> np.ndarray:
     """The stored code values of the MPF image Pillow is on, as float32."""
     try:
+        check_pixels(im.size[0], im.size[1], what)
+    except BokehkitError as exc:
+        raise _Skip(str(exc)) from None
+    try:
         im.load()
         arr = np.asarray(im)
     except Exception as exc:  # noqa: BLE001 - cut short, or lossless JPEG Pillow cannot read
@@ -556,12 +581,14 @@ def _read_heif(path: Path) -> DepthMap | None:
         if not depth_images:
             return None
         depth_image = depth_images[0]
+        check_pixels(depth_image.size[0], depth_image.size[1], f"{path.name}: HEIF depth image")
         pil = depth_image.to_pillow()
         metadata = dict(depth_image.info.get("metadata") or {})
-    except _Skip:
+    except (_Skip, BokehkitError):
         raise
     except Exception as exc:  # noqa: BLE001 - libheif errors: an unreadable file
-        raise BokehkitError(f"{path}: cannot read HEIF depth ({exc})") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BokehkitError(f"{path}: cannot read HEIF depth ({reason})") from None
     if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(pil).astype(np.float32) / 65535.0  # pillow-heif scales to 16 bit
     else:

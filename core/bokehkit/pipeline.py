@@ -6,9 +6,10 @@ already in memory. Both report where the depth and the focus came from.
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from . import depth as depth_mod
 from . import focus as focus_mod
 from . import refine
 from .aperture import Aperture
+from .depth_edges import snap_depth_edges
 from .errors import BokehkitError
 from .grain import add_grain, estimate_noise
 from .highlights import DEFAULT_GAIN, recover_highlights
@@ -28,8 +30,10 @@ from .imageio import (
     load_image,
     save_image,
 )
+from .limits import check_render_memory
 from .maps import max_code, read_map
 from .optics import DEFAULT_FOCAL_LENGTH_MM, FULL_FRAME_WIDTH_MM, Lens, strength_k
+from .orientation import display_size, exif_orientation, raw_from_display, raw_point
 from .progress import Progress
 from .renderers import RenderJob, get_renderer
 from .resample import bilinear_up
@@ -103,6 +107,61 @@ class RenderReport:
         return out + self.notes
 
 
+#: RenderSettings' numbers, by the command-line option that sets each.
+_NUMBER_OPTIONS = {
+    "f_number": "--aperture",
+    "focal_length_mm": "--focal-length",
+    "sensor_width_mm": "--sensor-width",
+    "strength": "--strength",
+    "blade_rotation_deg": "--blade-rotation",
+    "cat_eye": "--cat-eye",
+    "highlight_gain": "--highlights",
+    "grain": "--grain",
+    "focus_distance_m": "--focus-distance",
+    "focus_disparity": "--focus-disparity",
+}
+
+
+def check_settings(settings: RenderSettings) -> None:
+    """BokehkitError for a number no lens has: NaN or infinite anywhere (they would render a
+    black image), and values outside what each option means."""
+
+    def finite(value, option: str) -> None:
+        if value is not None and not math.isfinite(float(value)):
+            raise BokehkitError(f"{option} must be a finite number, not {float(value):g}")
+
+    for name, option in _NUMBER_OPTIONS.items():
+        finite(getattr(settings, name), option)
+    for name, option in (("focus_point", "--focus-point"), ("depth_range_m", "--depth-range")):
+        for value in getattr(settings, name) or ():
+            finite(value, option)
+    for key, value in settings.upscaler_options.items():
+        if isinstance(value, float):
+            finite(value, f"--sr-{key}")
+    if settings.f_number <= 0:
+        raise BokehkitError(f"--aperture must be a positive f-number, not {settings.f_number:g}")
+    for value, option in ((settings.focal_length_mm, "--focal-length"),
+                          (settings.sensor_width_mm, "--sensor-width")):  # fmt: skip
+        if value is not None and value <= 0:
+            raise BokehkitError(f"{option} must be positive, not {value:g} mm")
+    if settings.grain < 0:
+        raise BokehkitError(f"--grain must be 0 (none) or more, not {settings.grain:g}")
+    if not 0.0 <= settings.cat_eye <= 1.0:
+        raise BokehkitError(f"--cat-eye must be from 0 to 1, not {settings.cat_eye:g}")
+
+
+def check_output_folder(output_path: Path) -> None:
+    """BokehkitError now, before the render, when the result could not be written there."""
+    folder = output_path.parent
+    if not folder.is_dir():
+        raise BokehkitError(f"output folder {folder} does not exist")
+    if output_path.is_dir():
+        raise BokehkitError(f"{output_path} is a folder: give a file name")
+    from .imageio import probe_writable
+
+    probe_writable(output_path)
+
+
 def render_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -116,9 +175,9 @@ def render_file(
     output_path = Path(output_path)
     if Path(input_path).resolve() == output_path.resolve():
         raise BokehkitError("the output would overwrite the input photo: choose another name")
-    if not output_path.parent.is_dir():
-        raise BokehkitError(f"output folder {output_path.parent} does not exist")
     format_for_path(output_path)  # an unknown extension fails now, not after the render
+    check_settings(settings)
+    check_output_folder(output_path)
     progress.update(0.0, "reading the photo")
     image = load_image(input_path)
     linear, report, factor = render_view(image, settings, progress.span(0.02, 0.95), view)
@@ -154,11 +213,21 @@ def render_image(
     report = RenderReport()
     width, height = image.size
     factor = settings.sr_factor
+    check_settings(settings)
     check_factor(factor, width, height)
+    check_render_memory(width, height, factor)
+    report.notes.extend(f"note: {n}" for n in image.encoding.notes)
+    # Masks, points and depth maps are given as the user sees the photo (EXIF orientation
+    # applied); the render works on, and writes, the raw pixels.
+    orientation = exif_orientation(image.encoding.exif)
+    if orientation != 1 and settings.focus_point is not None:
+        settings = replace(
+            settings, focus_point=raw_point(*settings.focus_point, width, height, orientation)
+        )
 
     # The renderer first: a missing model fails now, before any depth or subject work.
     renderer = get_renderer(settings.engine, **settings.engine_options)
-    plan = plan_blur(image, settings, progress, report)
+    plan = plan_blur(image, settings, progress, report, orientation)
     mask, depth, focus, coc = plan.mask, plan.depth, plan.focus, plan.coc
     progress.update(0.05, "preparing")
 
@@ -168,9 +237,10 @@ def render_image(
     encoded01 = image.encoded.astype(np.float32) / _full_scale(image.encoded.dtype)
     linear = image.linear_rgb
     if classical and image.encoding.dtype != "float32":
-        linear = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
+        linear, coc = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
     grain = settings.grain if classical else 0.0
-    sigma = estimate_noise(encoded01) if grain > 0 else np.zeros(3, np.float32)
+    step = 1.0 / _full_scale(image.encoded.dtype) if image.encoded.dtype.kind in "ui" else 0.0
+    sigma = estimate_noise(encoded01, step) if grain > 0 else np.zeros(3, np.float32)
     del encoded01
 
     # A learned upscaler is most of the work: give it most of the progress bar.
@@ -219,17 +289,23 @@ class BlurPlan:
 
 
 def plan_blur(
-    image: LoadedImage, settings: RenderSettings, progress: Progress, report: RenderReport
+    image: LoadedImage,
+    settings: RenderSettings,
+    progress: Progress,
+    report: RenderReport,
+    orientation: int = 1,
 ) -> BlurPlan:
-    """Focus mask, depth, focal plane (or band) and blur radii at the source size."""
+    """Focus mask, depth, focal plane (or band) and blur radii at the source size.
+    Masks and depth maps are given as the photo is displayed (EXIF `orientation`); the plan
+    is in the raw frame."""
     width, height = image.size
     # Focus mask first: it may also stand in for missing depth.
-    mask = _focus_mask(settings, width, height)
+    mask = _focus_mask(settings, width, height, orientation)
     subject = _auto_subject(image, mask, settings, report, progress)
 
     # Depth: the given map, else the depth the phone recorded in the photo, else an
     # installed depth model's estimate, else the fallback built around the focus region.
-    depth = _given_depth(image, settings, width, height)
+    depth = _given_depth(image, settings, width, height, orientation)
     if depth is None and settings.embedded_depth:
         depth = _embedded_depth(image, width, height, report)
     if depth is None and settings.depth_model:
@@ -252,7 +328,7 @@ def plan_blur(
         focus = focus_mod.Focus(0.5 * (band[0] + band[1]), settings.focus_range.describe())
     report.focus_source = focus.source
 
-    blur = _blur_mask(settings, width, height)
+    blur = _blur_mask(settings, width, height, orientation)
     if blur is not None:  # the refine brush: painted pixels away from the focal plane
         moved = refine.push_away(depth.inverse_depth, band, blur)
         depth = depth_mod.DepthMap(moved, depth.metric, depth.source)
@@ -263,6 +339,8 @@ def plan_blur(
     lens = Lens(settings.f_number, focal_mm, settings.sensor_width_mm)
     coc = _signed_coc(depth, focus, band, lens, settings, width, report)
     report.focal_length = f"{focal_mm:g} mm ({focal_from}), f/{settings.f_number:g}"
+    if settings.engine == "classical":  # MagicBokeh was trained on the depth as it is
+        coc = snap_depth_edges(image.linear_rgb, coc)
     if mask is not None:
         coc *= 1.0 - mask  # painted pixels stay sharp
     max_coc = MAX_COC_FRACTION * max(width, height)
@@ -283,7 +361,8 @@ def render_depth_view(
     progress = progress or Progress()
     started = time.perf_counter()
     report = RenderReport()
-    plan = plan_blur(image, settings, progress, report)
+    orientation = exif_orientation(image.encoding.exif)
+    plan = plan_blur(image, settings, progress, report, orientation)
     report.max_coc_px = float(np.abs(plan.coc).max(initial=0.0))
     report.output_size = image.size
     report.notes.append("output: the depth view (near warm, far dark, focal plane green)")
@@ -292,10 +371,13 @@ def render_depth_view(
     return view, report
 
 
-def _given_depth(image: LoadedImage, settings: RenderSettings, width: int, height: int):
-    """The depth map the user named, fitted to the image; None if none was named. A HEIF
-    photo, or the input photo itself, named as the depth means the depth embedded in it;
-    so does `depth_from_photo` (a plug-in's "use the phone's depth")."""
+def _given_depth(
+    image: LoadedImage, settings: RenderSettings, width: int, height: int, orientation: int = 1
+):
+    """The depth map the user named (as the photo is displayed), fitted to the image's raw
+    pixels; None if none was named. A HEIF photo, or the input photo itself, named as the
+    depth means the depth embedded in it (which phones store in the raw frame); so does
+    `depth_from_photo` (a plug-in's "use the phone's depth")."""
     from . import phone_depth
 
     if settings.depth_from_photo:
@@ -319,6 +401,8 @@ def _given_depth(image: LoadedImage, settings: RenderSettings, width: int, heigh
         settings.depth_near,
         settings.depth_range_m,
     )
+    if orientation != 1:
+        depth = replace(depth, inverse_depth=raw_from_display(depth.inverse_depth, orientation))
     return depth_mod.fit_to_image(depth, width, height)
 
 
@@ -364,11 +448,13 @@ def _model_depth(
     """An installed depth model's estimate; None when none is installed, or (with a note)
     when one is but cannot run here (no torch, a damaged file). Never downloads. A model
     the user `chosen` must be installed and run: otherwise BokehkitError says why."""
-    from .models import installed_path
+    from .models import ModelDamaged, installed_path
 
     def installed(model_id: str) -> bool:
         try:
             return installed_path(model_id) is not None
+        except ModelDamaged:
+            raise  # never used, never silently passed over
         except (BokehkitError, KeyError):  # not in this manifest
             return False
 
@@ -402,22 +488,32 @@ def _model_depth(
     return depth_mod.fit_to_image(depth, width, height)
 
 
-def _focus_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray | None:
+def _focus_mask(
+    settings: RenderSettings, width: int, height: int, orientation: int = 1
+) -> np.ndarray | None:
+    """The painted mask in the raw frame; it is painted on the photo as displayed."""
+    shown_w, shown_h = display_size(width, height, orientation)
     if settings.focus_mask is not None:
         mask = np.asarray(settings.focus_mask, dtype=np.float32)
-        if mask.shape != (height, width):
+        if mask.shape != (shown_h, shown_w):
             raise BokehkitError(
-                f"focus mask is {mask.shape[1]}×{mask.shape[0]} but the image is {width}×{height}"
+                f"focus mask is {mask.shape[1]}×{mask.shape[0]} but the image is "
+                f"{shown_w}×{shown_h}"
             )
-        return focus_mod.check_mask(mask)
+        return focus_mod.check_mask(raw_from_display(mask, orientation))
     if settings.focus_mask_path:
-        return focus_mod.load_mask(settings.focus_mask_path, width, height)
+        mask = focus_mod.load_mask(settings.focus_mask_path, shown_w, shown_h)
+        return raw_from_display(mask, orientation)
     return None
 
 
-def _blur_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray | None:
-    """The Blur refine brush in [0, 1]; None when none was given or nothing is painted on it
-    (an empty Blur channel changes nothing, it is no error)."""
+def _blur_mask(
+    settings: RenderSettings, width: int, height: int, orientation: int = 1
+) -> np.ndarray | None:
+    """The Blur refine brush in [0, 1], in the raw frame (it is painted on the photo as
+    displayed); None when none was given or nothing is painted on it (an empty Blur channel
+    changes nothing, it is no error)."""
+    width, height = display_size(width, height, orientation)
     if settings.blur_mask is not None:
         blur, where = np.asarray(settings.blur_mask, dtype=np.float32), "blur mask"
     elif settings.blur_mask_path:
@@ -431,7 +527,9 @@ def _blur_mask(settings: RenderSettings, width: int, height: int) -> np.ndarray 
             "paint the blur mask on the image itself"
         )
     blur = np.clip(np.nan_to_num(blur.astype(np.float32, copy=False)), 0.0, 1.0)
-    return blur if float(blur.max(initial=0.0)) >= focus_mod.EMPTY_MASK_LEVEL else None
+    if float(blur.max(initial=0.0)) < focus_mod.EMPTY_MASK_LEVEL:
+        return None
+    return raw_from_display(blur, orientation)
 
 
 def _auto_subject(image, mask, settings: RenderSettings, report, progress) -> np.ndarray | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from .colour import LINEAR, SRGB, linear_to_srgb, srgb_to_linear
 from .errors import BokehkitError
 from .imageio import LoadedImage, SourceEncoding
+from .limits import check_pixels
 
 MAGIC = b"BKRAW1\n"
 CHANNELS = {"RGBA": 4, "RGB": 3, "Y": 1, "YA": 2}
@@ -72,8 +74,7 @@ def parse_header(header: dict, name: str = "buffer") -> tuple[int, int, str, str
     order = header.get("order", "RGBA")
     transfer = header.get("transfer", "srgb")
     byteorder = header.get("byteorder", "little")
-    if w <= 0 or h <= 0:
-        raise BokehkitError(f"{name}: size {w}×{h} is empty")
+    check_pixels(w, h, name)
     for key, value, allowed in (
         ("channels", channels, tuple(CHANNELS)),
         ("order", order, ORDERS),
@@ -86,32 +87,81 @@ def parse_header(header: dict, name: str = "buffer") -> tuple[int, int, str, str
     return w, h, channels, order, dtype, transfer, byteorder
 
 
-def from_bytes(data: bytes | memoryview, name: str = "buffer") -> RawBuffer:
-    """Decode a whole buffer held in memory."""
-    data = memoryview(data)
-    if bytes(data[: len(MAGIC)]) != MAGIC:
+@dataclass
+class _Layout:
+    """What a header says: where the pixels start and how they are stored."""
+
+    start: int  # offset of the first pixel byte
+    width: int
+    height: int
+    channels: str
+    order: str
+    dtype: str
+    transfer: str
+    stored: np.dtype  # the pixel dtype with the header's byte order
+
+    @property
+    def count(self) -> int:
+        return self.width * self.height * CHANNELS[self.channels]
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * self.stored.itemsize
+
+    def check_length(self, pixel_bytes: int, name: str) -> None:
+        if pixel_bytes != self.nbytes:
+            raise BokehkitError(
+                f"{name}: {pixel_bytes} pixel bytes, expected {self.nbytes} for "
+                f"{self.width}×{self.height} {self.channels} {self.dtype} (truncated file?)"
+            )
+
+    def native(self, pixels: np.ndarray) -> RawBuffer:
+        pixels = pixels.reshape(self.height, self.width, CHANNELS[self.channels])
+        if pixels.dtype != np.dtype(self.dtype) or not pixels.flags.writeable:
+            pixels = pixels.astype(np.dtype(self.dtype), copy=True)  # native, writable
+        return RawBuffer(pixels, self.channels, self.order, self.transfer)
+
+
+def _layout(head: bytes, name: str) -> _Layout:
+    """Parse the magic and header at the start of a buffer (`head`: its first bytes)."""
+    if head[: len(MAGIC)] != MAGIC:
         raise BokehkitError(f"{name}: not a BKRAW1 buffer")
-    end = bytes(data[len(MAGIC) : len(MAGIC) + _MAX_HEADER]).find(b"\n")
+    end = head[len(MAGIC) : len(MAGIC) + _MAX_HEADER].find(b"\n")
     if end < 0:
         raise BokehkitError(f"{name}: BKRAW1 header is not terminated")
     start = len(MAGIC) + end + 1
     try:
-        header = json.loads(bytes(data[len(MAGIC) : start - 1]))
-    except ValueError:
+        header = json.loads(head[len(MAGIC) : start - 1])
+    except (ValueError, RecursionError):
         raise BokehkitError(f"{name}: BKRAW1 header is not JSON") from None
     if not isinstance(header, dict):
         raise BokehkitError(f"{name}: BKRAW1 header is not a JSON object")
     w, h, channels, order, dtype, transfer, byteorder = parse_header(header, name)
-    dt = np.dtype(dtype).newbyteorder("<" if byteorder == "little" else ">")
-    count = w * h * CHANNELS[channels]
-    if len(data) - start != count * dt.itemsize:
-        raise BokehkitError(
-            f"{name}: {len(data) - start} pixel bytes, expected {count * dt.itemsize} "
-            f"for {w}×{h} {channels} {dtype} (truncated file?)"
-        )
-    pixels = np.frombuffer(data, dt, count, start).reshape(h, w, CHANNELS[channels])
-    pixels = pixels.astype(np.dtype(dtype), copy=True)  # native byte order, writable
-    return RawBuffer(pixels, channels, order, transfer)
+    stored = np.dtype(dtype).newbyteorder("<" if byteorder == "little" else ">")
+    return _Layout(start, w, h, channels, order, dtype, transfer, stored)
+
+
+def from_bytes(data: bytes | memoryview, name: str = "buffer") -> RawBuffer:
+    """Decode a whole buffer held in memory."""
+    data = memoryview(data)
+    layout = _layout(bytes(data[: len(MAGIC) + _MAX_HEADER]), name)
+    layout.check_length(len(data) - layout.start, name)
+    return layout.native(np.frombuffer(data, layout.stored, layout.count, layout.start))
+
+
+def read_buffer_from(f, name: str) -> RawBuffer:
+    """Read a buffer from an open binary file: only a regular file, only as many bytes as
+    its header says (checked against the pixel limit and the file's size first)."""
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise BokehkitError(f"{name}: not a regular file")
+    layout = _layout(f.read(len(MAGIC) + _MAX_HEADER), name)
+    layout.check_length(info.st_size - layout.start, name)
+    f.seek(layout.start)
+    pixels = np.empty(layout.count, layout.stored)
+    if f.readinto(memoryview(pixels).cast("B")) != layout.nbytes:
+        raise BokehkitError(f"{name}: the file changed while it was read")
+    return layout.native(pixels)
 
 
 def to_bytes(buf: RawBuffer) -> bytes:
@@ -124,10 +174,14 @@ def to_bytes(buf: RawBuffer) -> bytes:
 def read_buffer(path: str | os.PathLike) -> RawBuffer:
     """Read a buffer file; BokehkitError with the file name when it is not a valid one."""
     try:
-        data = Path(path).read_bytes()
+        # O_NONBLOCK: a FIFO must not hang the open; read_buffer_from refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise BokehkitError(f"{path}: cannot read buffer ({exc.strerror or exc})") from None
-    return from_bytes(data, str(path))
+    with os.fdopen(fd, "rb") as f:
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return read_buffer_from(f, str(path))
 
 
 def write_buffer(path: str | os.PathLike, buf: RawBuffer) -> None:
@@ -137,6 +191,8 @@ def write_buffer(path: str | os.PathLike, buf: RawBuffer) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(to_bytes(buf))
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

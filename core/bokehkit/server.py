@@ -8,18 +8,14 @@ and dialogs one at a time, because Qt dialogs must live on the main thread.
 from __future__ import annotations
 
 import base64
-import ctypes
-import hmac
+import contextlib
 import importlib
 import importlib.util
-import json
 import logging
+import math
 import os
 import queue
-import signal
-import socket
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -28,10 +24,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import __version__
+from . import __version__, jobdirs, lifetime, protocol
 from . import rawbuffer as rb
 from .errors import BokehkitError
 from .imageio import LoadedImage, encode_linear
+from .jobdirs import JobFolders
 from .pipeline import (
     VIEWS,
     RenderReport,
@@ -46,10 +43,11 @@ from .sr import realesrgan
 log = logging.getLogger("bokehkit.server")
 
 PREVIEW_MAX_PX = 512
-PARENT_POLL_S = 0.5
 # Progress lines are throttled: a 12 MP render has hundreds of tiles.
 PROGRESS_INTERVAL_S = 0.1
 FOCUS_SOURCES = ("mask", "point", "auto", "range")
+#: Events that end a job.
+FINAL_EVENTS = ("result", "error", "cancelled", "dialog_result", "dialog_cancelled", "installed")
 UPSCALERS = ("classical", "realesrgan")
 
 
@@ -68,38 +66,58 @@ class Inputs:
     depth_photo: str | None = None  # a phone photo (in the job folder) whose depth to use
 
 
-def _buffer(request: dict, key: str, job_dir: Path | None) -> rb.RawBuffer | None:
+def _buffer(request: dict, key: str, folders: JobFolders | None) -> rb.RawBuffer | None:
+    """The request's buffer `key`: inline base64, or a file in the request's job folder.
+    Without `folders` (an in-process caller, e.g. the tests) the job folder is trusted."""
     ref = request.get(key)
     if ref is None:
         return None
     if request.get("inline"):
+        if not isinstance(ref, str):
+            raise BokehkitError(f"{key}: an inline buffer is a base64 string")
         try:
             data = base64.b64decode(ref, validate=True)
         except (ValueError, TypeError):
             raise BokehkitError(f"{key}: inline buffer is not valid base64") from None
         return rb.from_bytes(data, key)
-    if job_dir is None:
+    job_dir = request.get("job_dir")
+    if not job_dir:
         raise BokehkitError("request has no job_dir for its buffer files")
-    return rb.read_buffer(job_dir / str(ref))
+    if folders is None:
+        return rb.read_buffer(Path(job_dir) / str(ref))
+    with folders.open(job_dir, ref, key) as f:
+        return rb.read_buffer_from(f, key)
 
 
-def load_inputs(request: dict, scratch: Path) -> Inputs:
+def _job_file(request: dict, key: str, folders: JobFolders | None) -> Path:
+    """A file the client put into the request's job folder, named by `key`: a plain name,
+    never a path."""
+    name = request.get(key)
+    if not isinstance(name, str) or not name or Path(name).name != name or name.startswith("."):
+        raise BokehkitError(f"{key}: a file name in the job folder, not {name!r}")
+    job_dir = request.get("job_dir")
+    folder = Path(str(job_dir)) if folders is None else folders.folder(job_dir)
+    path = folder / name
+    if path.is_symlink() or not path.is_file():
+        raise BokehkitError(f"{key}: no file {name!r} in the job folder")
+    return path
+
+
+def load_inputs(request: dict, scratch: Path, folders: JobFolders | None = None) -> Inputs:
     """Read the request's buffers; a depth buffer goes to `scratch` as .npy for the pipeline."""
-    job_dir = Path(request["job_dir"]) if request.get("job_dir") else None
-    image_buf = _buffer(request, "image", job_dir)
+    image_buf = _buffer(request, "image", folders)
     if image_buf is None:
         raise BokehkitError("request has no image")
     inputs = Inputs(rb.buffer_to_image(image_buf), image_buf)
-    mask_buf = _buffer(request, "mask", job_dir)
+    mask_buf = _buffer(request, "mask", folders)
     if mask_buf is not None:
         inputs.mask = rb.mask_from_buffer(mask_buf)
-    blur_buf = _buffer(request, "blur", job_dir)
+    blur_buf = _buffer(request, "blur", folders)
     if blur_buf is not None:
         inputs.blur = rb.mask_from_buffer(blur_buf)
-    if request.get("depth_photo") and job_dir is not None:
-        # a file the client copied into the job folder: a name, never a path
-        inputs.depth_photo = str(job_dir / Path(str(request["depth_photo"])).name)
-    depth_buf = _buffer(request, "depth", job_dir)
+    if request.get("depth_photo"):
+        inputs.depth_photo = str(_job_file(request, "depth_photo", folders))
+    depth_buf = _buffer(request, "depth", folders)
     if depth_buf is not None:
         path = scratch / "depth.npy"
         np.save(path, rb.depth_from_buffer(depth_buf))
@@ -136,11 +154,19 @@ def shrink(inputs: Inputs, max_px: int) -> Inputs:
     return replace(inputs, image=small, mask=plane(inputs.mask), blur=plane(inputs.blur))
 
 
-def _num(params: dict, name: str, default: float) -> float:
+def _num(params: dict, name: str, default: float, finite: bool = True) -> float:
+    """A number parameter; NaN and infinities are refused unless the caller's own range
+    check refuses them (`finite=False`), with its better message."""
     value = params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BokehkitError(f"parameter {name} must be a number, not {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if finite and not math.isfinite(number):
+        raise BokehkitError(f"parameter {name} must be a finite number, not {value!r:.40}")
+    return number
 
 
 def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
@@ -156,7 +182,7 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
         sr_factor=int(_num(params, "sr_factor", 1)),
         blades=int(_num(params, "blades", 0)),
         blade_rotation_deg=_num(params, "blade_rotation", 0.0),
-        highlight_gain=_num(params, "highlights", 6.0),
+        highlight_gain=_num(params, "highlights", 40.0),
         grain=_num(params, "grain", 1.0),
         upscaler=str(params.get("upscaler", "classical")),
     )
@@ -164,7 +190,7 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
         raise BokehkitError(f"aperture must be a positive f-number, not {settings.f_number:g}")
     if settings.upscaler not in UPSCALERS:
         raise BokehkitError(f"upscaler must be classical or realesrgan, not {settings.upscaler!r}")
-    sr_detail = _num(params, "sr_detail", realesrgan.DETAIL)
+    sr_detail = _num(params, "sr_detail", realesrgan.DETAIL, finite=False)
     if not 0.0 <= sr_detail <= 1.0:  # NaN fails too
         raise BokehkitError(
             f"sr_detail (AI detail) must be from 0 (a Lanczos upscale) to 1 (the network "
@@ -302,24 +328,49 @@ def one_line(exc: BaseException) -> str:
 # ------------------------------------------------------------------------- the session
 
 
-class Session:
-    """One client: requests from `reader`, events to `writer` (both binary streams)."""
+@dataclass
+class _Job:
+    """A render or dialog request while it waits or runs."""
 
-    def __init__(self, reader: BinaryIO, writer: BinaryIO) -> None:
+    request: dict
+    id: object
+    cancel: threading.Event
+    answered: bool = False  # `cancelled` was sent already: drop whatever the job says later
+
+
+class Session:
+    """One client: requests from `reader`, events to `writer` (both binary streams).
+
+    `folders` are the session's job folders; `exclusive` (a context manager) is held while
+    a job runs, so that sessions of a TCP engine render one at a time; `on_main` runs a
+    dialog on the main thread (Qt's rule) when this session's jobs run on another."""
+
+    def __init__(
+        self,
+        reader: BinaryIO,
+        writer: BinaryIO,
+        folders: JobFolders | None = None,
+        exclusive=None,
+        on_main=None,
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self._write_lock = threading.Lock()
-        self._jobs: queue.Queue[dict | None] = queue.Queue()
-        self._current_id: str | None = None
-        self._current_cancel = threading.Event()
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.folders = folders or JobFolders()
+        self._exclusive = exclusive or contextlib.nullcontext()
+        self._on_main = on_main
         self._state_lock = threading.Lock()
-        self._cancelled_ids: set[str] = set()
+        # Jobs not finished yet (queued or running), by id: a cancel finds them here and
+        # nowhere else, so nothing grows with cancels of ids that are done or unknown.
+        self._pending: dict[object, _Job] = {}
         self.closed = threading.Event()  # EOF, shutdown or a dead client
         self.shutdown_requested = False
+        self._max_line = protocol.max_request_bytes()
 
     # -- output
     def emit(self, event: dict) -> None:
-        line = (json.dumps(event, ensure_ascii=False) + "\n").encode()
+        line = protocol.encode_event(event)
         try:
             with self._write_lock:
                 self._writer.write(line)
@@ -327,80 +378,121 @@ class Session:
         except (OSError, ValueError):
             self._close()  # nobody is listening any more
 
+    def _emit_for(self, job: _Job, event: dict) -> None:
+        """An event of a job, unless the client was told it is cancelled."""
+        with self._state_lock:
+            if job.answered:
+                return
+            if event["type"] in FINAL_EVENTS:
+                self._forget(job)
+        self.emit(event)
+
+    def _forget(self, job: _Job) -> None:
+        """The client was told how `job` ended (state lock held): its id is free again."""
+        job.answered = True
+        if self._pending.get(job.id) is job:
+            del self._pending[job.id]
+
     # -- input (reader thread)
     def _read_loop(self) -> None:
-        try:
-            for raw in self._reader:
-                if not raw.strip():
-                    continue
-                try:
-                    request = json.loads(raw)
-                    if not isinstance(request, dict):
-                        raise ValueError
-                except ValueError:
-                    self.emit({"type": "error", "id": None, "message": "request is not JSON"})
-                    continue
-                self._dispatch(request)
-                if self.closed.is_set():
-                    return
-        except (OSError, ValueError):
-            pass
+        while not self.closed.is_set():
+            try:
+                raw = protocol.read_line(self._reader, self._max_line)
+            except protocol.LineTooLong as exc:
+                self.emit({"type": "error", "id": None, "message": str(exc)})
+                continue
+            except (OSError, ValueError):
+                break  # the stream broke or was closed
+            if raw is None:
+                break
+            if not raw.strip():
+                continue
+            try:
+                self._dispatch(protocol.parse_request(raw))
+            except protocol.RequestError as exc:
+                self.emit({"type": "error", "id": exc.request_id, "message": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - the reader must outlive any request
+                log.exception("request failed")
+                self.emit({"type": "error", "id": None, "message": one_line(exc)})
         self._close()
 
     def _dispatch(self, request: dict) -> None:
-        kind = request.get("type")
+        kind, request_id = request.get("type"), request.get("id")
         if kind == "ping":
             self.emit({"type": "pong", "version": __version__, "engines": engines_status()})
         elif kind == "cancel":
-            with self._state_lock:
-                if request.get("id") == self._current_id:
-                    self._current_cancel.set()
-                else:
-                    self._cancelled_ids.add(str(request.get("id")))
+            self._cancel(request_id)
         elif kind == "shutdown":
             self.shutdown_requested = True
             self._close()
+        elif kind == "open_job":
+            try:
+                folder = self.folders.create()
+            except OSError as exc:
+                message = f"cannot make a job folder ({exc.strerror or exc})"
+                self.emit({"type": "error", "id": request_id, "message": message})
+                return
+            self.emit({"type": "job_opened", "id": request_id, "job_dir": str(folder)})
+        elif kind == "close_job":
+            self.folders.close(request.get("job_dir"))
         elif kind in ("render", "dialog", "install"):
-            self._jobs.put(request)
+            job = _Job(request, request_id, threading.Event())
+            with self._state_lock:
+                if request_id in self._pending:
+                    raise protocol.RequestError(
+                        f"job {request_id!r} is already running", request_id
+                    )
+                self._pending[request_id] = job
+            self._jobs.put(job)
         else:
-            self.emit(
-                {"type": "error", "id": request.get("id"), "message": f"unknown request {kind!r}"}
-            )
+            raise protocol.RequestError(f"unknown request {str(kind)[:40]!r}", request_id)
+
+    def _cancel(self, request_id: object) -> None:
+        """Answer at once, whatever the job is doing (reading, ISNet, a tile): it stops at its
+        next check, and nothing more is said about it."""
+        with self._state_lock:
+            job = self._pending.get(request_id)
+            if job is None or job.answered:
+                return  # done already, or never seen: nothing to cancel
+            job.cancel.set()
+            self._forget(job)
+        self.emit({"type": "cancelled", "id": request_id})
 
     def _close(self) -> None:
         self.closed.set()
-        self._current_cancel.set()
+        with self._state_lock:
+            for job in self._pending.values():
+                job.cancel.set()
         self._jobs.put(None)
 
     # -- jobs (calling thread)
     def run(self) -> None:
-        """Serve until EOF or shutdown."""
-        threading.Thread(target=self._read_loop, name="bokehkit-requests", daemon=True).start()
-        while True:
-            request = self._jobs.get()
-            if request is None or self.closed.is_set():
-                break
-            job_id = str(request.get("id"))
-            with self._state_lock:
-                self._current_id = job_id
-                self._current_cancel = threading.Event()
-                if job_id in self._cancelled_ids:
-                    self._cancelled_ids.discard(job_id)
-                    self._current_cancel.set()
-            try:
-                if request["type"] == "dialog":
-                    self._run_dialog(request, job_id)
-                elif request["type"] == "install":
-                    self._run_install(request, job_id)
-                else:
-                    self._run_render(request, job_id)
-            finally:
-                with self._state_lock:
-                    self._current_id = None
+        """Serve until EOF or shutdown; the job folders are removed at the end."""
+        reader = threading.Thread(target=self._read_loop, name="bokehkit-requests", daemon=True)
+        reader.start()
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None or self.closed.is_set():
+                    break
+                try:
+                    if not job.cancel.is_set():
+                        with self._exclusive:
+                            if job.request["type"] == "dialog":
+                                self._run_dialog(job)
+                            elif job.request["type"] == "install":
+                                self._run_install(job)
+                            else:
+                                self._run_render(job)
+                finally:
+                    with self._state_lock:
+                        self._forget(job)
+        finally:
+            self.folders.close_all()
         if self.shutdown_requested:
             self.emit({"type": "bye"})
 
-    def _progress_callback(self, job_id: str):
+    def _progress_callback(self, job: _Job):
         last = [0.0, ""]
 
         def callback(fraction: float, text: str) -> None:
@@ -409,22 +501,23 @@ class Session:
             if now - last[0] < PROGRESS_INTERVAL_S and stage == last[1] and fraction < 1.0:
                 return
             last[0], last[1] = now, stage
-            self.emit(
-                {"type": "progress", "id": job_id, "fraction": round(fraction, 4), "text": text}
-            )
+            event = {"type": "progress", "id": job.id, "fraction": round(fraction, 4)}
+            self._emit_for(job, {**event, "text": text})
 
         return callback
 
-    def _run_render(self, request: dict, job_id: str) -> None:
-        cancel = self._current_cancel
+    def _run_render(self, job: _Job) -> None:
+        request, job_id = job.request, job.id
         try:
-            with tempfile.TemporaryDirectory(prefix="bokehkit-engine-") as scratch:
-                progress = Progress(self._progress_callback(job_id), cancel)
+            with scratch_folder() as scratch:
+                progress = Progress(self._progress_callback(job), job.cancel)
                 progress.update(0.0, "reading the image")
-                inputs = load_inputs(request, Path(scratch))
+                inputs = load_inputs(request, scratch, self.folders)
+                progress.check_cancelled()
                 params = dict(request.get("params") or {})
                 if request.get("preview"):
-                    inputs = shrink(inputs, int(request.get("preview_max_px") or PREVIEW_MAX_PX))
+                    max_px = _num({"p": request.get("preview_max_px")}, "p", PREVIEW_MAX_PX)
+                    inputs = shrink(inputs, int(min(max(max_px, 16), 4096)))
                     params["sr_factor"] = 1  # a preview shows the look, not the resolution
                 encoded, alpha, report = render_inputs(inputs, params, progress.span(0.02, 0.98))
                 progress.check_cancelled()
@@ -434,55 +527,91 @@ class Session:
                     event["data"] = base64.b64encode(rb.to_bytes(result)).decode("ascii")
                 else:
                     name = "preview.bkraw" if request.get("preview") else "result.bkraw"
-                    rb.write_buffer(Path(request["job_dir"]) / name, result)
+                    rb.write_buffer(self.folders.result_path(request.get("job_dir"), name), result)
                     event["file"] = name
-            self.emit(event)
+            self._emit_for(job, event)
         except Cancelled:
-            self.emit({"type": "cancelled", "id": job_id})
+            self._emit_for(job, {"type": "cancelled", "id": job_id})
         except BokehkitError as exc:
-            self.emit({"type": "error", "id": job_id, "message": str(exc)})
+            self._emit_for(job, {"type": "error", "id": job_id, "message": str(exc)})
         except MemoryError:
             message = "out of memory; try a smaller image or a lower super-resolution factor"
-            self.emit({"type": "error", "id": job_id, "message": message})
+            self._emit_for(job, {"type": "error", "id": job_id, "message": message})
         except Exception as exc:  # noqa: BLE001 - the engine keeps serving
             log.exception("render %s failed", job_id)
-            self.emit({"type": "error", "id": job_id, "message": one_line(exc)})
+            self._emit_for(job, {"type": "error", "id": job_id, "message": one_line(exc)})
 
-    def _run_install(self, request: dict, job_id: str) -> None:
+    def _run_install(self, job: _Job) -> None:
         """A plug-in's one-click fix: download a model the render can use (depth, ISNet)."""
+        job_id = job.id
         try:
             model_id = install_model(
-                str(request.get("model")),
-                Progress(self._progress_callback(job_id), self._current_cancel),
+                str(job.request.get("model")), Progress(self._progress_callback(job), job.cancel)
             )
         except Cancelled:
-            self.emit({"type": "cancelled", "id": job_id})
+            self._emit_for(job, {"type": "cancelled", "id": job_id})
         except BokehkitError as exc:
-            self.emit({"type": "error", "id": job_id, "message": str(exc)})
+            self._emit_for(job, {"type": "error", "id": job_id, "message": str(exc)})
         except Exception as exc:  # noqa: BLE001
             log.exception("install %s failed", job_id)
-            self.emit({"type": "error", "id": job_id, "message": one_line(exc)})
+            self._emit_for(job, {"type": "error", "id": job_id, "message": one_line(exc)})
         else:
-            self.emit({"type": "installed", "id": job_id, "model": model_id})
+            self._emit_for(job, {"type": "installed", "id": job_id, "model": model_id})
 
-    def _run_dialog(self, request: dict, job_id: str) -> None:
+    def _run_dialog(self, job: _Job) -> None:
+        job_id = job.id
+
+        def show() -> dict | None:
+            return run_dialog_request(job.request, job.cancel, engines_status(), self.folders)
+
         try:
-            params = run_dialog_request(request, self._current_cancel, engines_status())
+            check_display()
+            params = self._on_main(show) if self._on_main is not None else show()
         except ImportError as exc:
             message = f"the dialog needs PyQt6 in the engine ({exc}); reinstall the engine"
-            self.emit({"type": "error", "id": job_id, "message": message})
+            self._emit_for(job, {"type": "error", "id": job_id, "message": message})
             return
         except BokehkitError as exc:
-            self.emit({"type": "error", "id": job_id, "message": str(exc)})
+            self._emit_for(job, {"type": "error", "id": job_id, "message": str(exc)})
             return
         except Exception as exc:  # noqa: BLE001
             log.exception("dialog %s failed", job_id)
-            self.emit({"type": "error", "id": job_id, "message": one_line(exc)})
+            self._emit_for(job, {"type": "error", "id": job_id, "message": one_line(exc)})
             return
         if params is None:
-            self.emit({"type": "dialog_cancelled", "id": job_id})
+            self._emit_for(job, {"type": "dialog_cancelled", "id": job_id})
         else:  # params, and what the user asked the host to do after (dialog.DialogChoice)
-            self.emit({"type": "dialog_result", "id": job_id, **params})
+            self._emit_for(job, {"type": "dialog_result", "id": job_id, **params})
+
+
+@contextlib.contextmanager
+def scratch_folder():
+    """A private folder for one job's temporaries, removed after it (and by the engine's
+    exit or its parent's death, should the job never end)."""
+    path = jobdirs.make_private_dir(jobdirs.SCRATCH_PREFIX)
+    try:
+        yield path
+    finally:
+        jobdirs.remove(path)
+
+
+def check_display() -> None:
+    """BokehkitError when Qt would find no display: Qt aborts the whole process then, so
+    this is checked before a QApplication is made."""
+    if sys.platform in ("win32", "darwin"):
+        return
+    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()
+    if platform in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb", "vkkhrdisplay"):
+        return
+    x11, wayland = os.environ.get("DISPLAY"), os.environ.get("WAYLAND_DISPLAY")
+    if platform == "xcb" and x11 or platform.startswith("wayland") and wayland:
+        return
+    if not platform and (x11 or wayland):
+        return
+    raise BokehkitError(
+        "the engine has no display to show the dialog on (DISPLAY and WAYLAND_DISPLAY are "
+        "not set); run the plug-in from the desktop session, or use its own dialog"
+    )
 
 
 # ------------------------------------------------------------- the dialog, for GIMP
@@ -504,7 +633,7 @@ def _plugin_ui():
     return dialog
 
 
-def dialog_inputs(request: dict, scratch: Path) -> dict:
+def dialog_inputs(request: dict, scratch: Path, folders: JobFolders | None = None) -> dict:
     """What the dialog needs from a request: the picture to show, a preview renderer (runs
     on the panel's worker thread), whether a mask came, the full image size, and the
     inputs the previews render from (the dialog's fixes change them)."""
@@ -514,7 +643,7 @@ def dialog_inputs(request: dict, scratch: Path) -> dict:
         rgba = rb.linear_to_rgba8(linear, alpha)
         return PreviewImage(rgba.shape[1], rgba.shape[0], rgba.tobytes(), tuple(report))
 
-    inputs = shrink(load_inputs(request, scratch), DIALOG_PREVIEW_PX)
+    inputs = shrink(load_inputs(request, scratch, folders), DIALOG_PREVIEW_PX)
 
     def preview_fn(params: dict, cancel: threading.Event, on_progress) -> PreviewImage:
         params = dict(params, sr_factor=1)  # the look, at screen size
@@ -530,7 +659,12 @@ def dialog_inputs(request: dict, scratch: Path) -> dict:
     }
 
 
-def run_dialog_request(request: dict, cancel_event: threading.Event, engines: dict) -> dict | None:
+def run_dialog_request(
+    request: dict,
+    cancel_event: threading.Event,
+    engines: dict,
+    folders: JobFolders | None = None,
+) -> dict | None:
     """Show the parameter dialog (GIMP's Python has no Qt, so the engine shows it) with live
     previews rendered in this process; {"params", "action", "depth_photo"} or None when
     cancelled (plugin/bokehkit_plugin/ui/dialog.py)."""
@@ -539,8 +673,8 @@ def run_dialog_request(request: dict, cancel_event: threading.Event, engines: di
     dialog = _plugin_ui()
     context = request.get("context") if isinstance(request.get("context"), dict) else {}
     context = {k: v for k, v in context.items() if k in dialog.CONTEXT_KEYS}
-    with tempfile.TemporaryDirectory(prefix="bokehkit-engine-") as scratch:
-        shown = dialog_inputs(request, Path(scratch))
+    with scratch_folder() as scratch:
+        shown = dialog_inputs(request, scratch, folders)
         fixes = DialogFixes(shown.pop("inputs"), context, engines_status, install_model)
         try:
             return dialog.run_dialog(
@@ -555,41 +689,21 @@ def run_dialog_request(request: dict, cancel_event: threading.Event, engines: di
             fixes.shutdown()
 
 
-# ------------------------------------------------------------------- process lifetime
+# ---------------------------------------------------------------------------- serving
 
 
-def die_with_parent() -> None:
-    """Exit when the parent process dies: PR_SET_PDEATHSIG on Linux, and a polling thread
-    everywhere (a GIMP cancel kills the plug-in, which must not leave the engine behind)."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            pr_set_pdeathsig = 1
-            libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # died before prctl took effect
-        os._exit(0)
-
-    def watch() -> None:
-        while True:
-            time.sleep(PARENT_POLL_S)
-            if os.getppid() != parent:
-                os._exit(0)  # the render thread may be deep in numpy: no clean unwind
-
-    threading.Thread(target=watch, name="bokehkit-parent-watch", daemon=True).start()
-
-
-def serve_stdio() -> int:
+def serve_stdio(job_base: str | None = None) -> int:
     """Serve one client on stdin/stdout until EOF, shutdown or the parent's death."""
-    die_with_parent()
+    lifetime.install(job_base, watch_parent=True)
     # The protocol owns the real stdout; anything else printed (by us or a library, even
     # from C) goes to stderr, the engine's log, instead of corrupting the event stream.
     events = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    Session(sys.stdin.buffer, events).run()
+    try:
+        Session(sys.stdin.buffer, events, JobFolders(job_base)).run()
+    finally:
+        jobdirs.remove_all()
     events.close()
     return 0
 
@@ -598,8 +712,9 @@ def read_token(path: str | os.PathLike) -> str:
     """The shared secret a TCP client must send in its hello."""
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise BokehkitError(f"{path}: cannot read token file ({exc.strerror or exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise BokehkitError(f"{path}: cannot read token file ({reason})") from None
     if len(token) < 8:
         raise BokehkitError(f"{path}: the token must be at least 8 characters")
     return token
@@ -609,64 +724,24 @@ def parse_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise BokehkitError(f"--tcp wants HOST:PORT, not {text!r}")
+    if not 0 <= int(port) <= 65535:
+        raise BokehkitError(f"--tcp: port {port} is not a port number (0–65535)")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def serve_tcp(host: str, port: int, token: str, hello_timeout_s: float = 10.0) -> int:
-    """Serve clients one at a time; each must open with {"type":"hello","token":…}."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((host, port))
-        server.listen(1)
-        bound = server.getsockname()
-        sys.stderr.write(f"bokehkit engine listening on {bound[0]}:{bound[1]}\n")
-        sys.stderr.flush()
-        while True:
-            conn, peer = server.accept()
-            reader, writer = conn.makefile("rb"), conn.makefile("wb")
-            try:
-                if not _hello_ok(conn, reader, writer, token, hello_timeout_s):
-                    log.warning("rejected a client from %s: wrong or missing token", peer[0])
-                    continue
-                session = Session(reader, writer)
-                session.run()
-                if session.shutdown_requested:
-                    return 0
-            finally:
-                # The socket only closes once its file objects are closed too.
-                for stream in (writer, reader):
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
-                conn.close()
+def serve_tcp(
+    host: str,
+    port: int,
+    token: str,
+    hello_timeout_s: float = 10.0,
+    job_base: str | None = None,
+) -> int:
+    """Serve clients over TCP (several at once, renders one at a time); each must open with
+    {"type":"hello","token":…} within `hello_timeout_s` (docs/protocol.md)."""
+    from .tcp import TcpServer
 
-
-def _hello_ok(conn, reader, writer, token: str, timeout_s: float) -> bool:
-    conn.settimeout(timeout_s)
+    lifetime.install(job_base, watch_parent=False)
     try:
-        hello = json.loads(reader.readline() or b"null")
-    except (OSError, ValueError):
-        hello = None
-    conn.settimeout(None)
-    given = hello.get("token") if isinstance(hello, dict) else None
-    if (
-        isinstance(hello, dict)
-        and hello.get("type") == "hello"
-        and isinstance(given, str)
-        and hmac.compare_digest(given.encode(), token.encode())
-    ):
-        return True
-    try:
-        writer.write(b'{"type": "error", "id": null, "message": "wrong token"}\n')
-        writer.flush()
-        # Close gracefully: closing with the client's later lines still unread would send
-        # a reset that can destroy the error line before the client reads it.
-        conn.shutdown(socket.SHUT_WR)
-        conn.settimeout(1.0)
-        while conn.recv(65536):  # drain until the client closes too (or a second passes)
-            pass
-    except OSError:
-        pass
-    return False
+        return TcpServer(host, port, token, hello_timeout_s, job_base).serve()
+    finally:
+        jobdirs.remove_all()

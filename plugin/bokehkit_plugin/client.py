@@ -23,13 +23,15 @@ from typing import Callable  # noqa: UP035 - subscripted at run time on Python 3
 
 from . import rawbuffer
 from .config import engine_command
-from .jobs import job_folder
+from .jobs import remove_job_folder
 from .rawbuffer import RawImage
 
 #: Seconds the engine has to confirm a cancel before it is killed.
 CANCEL_GRACE_S = 2.0
 #: Seconds a fresh engine may take to answer a ping (imports numpy, scipy).
 START_TIMEOUT_S = 60.0
+#: The engine reads EOF on this inherited pipe when the host process dies (see start()).
+PARENT_FD_ENV = "BOKEHKIT_PARENT_FD"
 # The host's interpreter, Qt and GObject paths must not leak into the engine's Python.
 SCRUBBED_ENV = (
     "PYTHONPATH",
@@ -61,6 +63,20 @@ class EngineBusy(EngineError):
 
 class Cancelled(Exception):
     """The job was cancelled; nothing was produced."""
+
+
+class _Either:
+    """Set when either of two events is (what `_wait` polls as a cancel event)."""
+
+    def __init__(self, a: threading.Event | None, b: threading.Event) -> None:
+        self._a, self._b = a, b
+
+    def is_set(self) -> bool:
+        return self._b.is_set() or (self._a is not None and self._a.is_set())
+
+
+def _either(a: threading.Event | None, b: threading.Event) -> _Either:
+    return _Either(a, b)
 
 
 @dataclass
@@ -107,40 +123,66 @@ class EngineClient:
         self._busy = threading.Lock()
         self._write_lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._life_pipe: int | None = None  # write end; the engine holds the read end
+        # The newest preview supersedes one still running or waiting (see render()).
+        self._preview_lock = threading.Lock()
+        self._preview_generation = 0
+        self._preview_cancel: threading.Event | None = None
 
     # ------------------------------------------------------------------ process
     def start(self) -> None:
-        """Start the engine if it is not running. Call from a long-lived thread: on Linux
-        the engine is tied to the thread that started it (PR_SET_PDEATHSIG)."""
+        """Start the engine if it is not running. Any thread may call this: the engine
+        lives as long as this process (a pipe only this process holds the write end of),
+        not as long as the calling thread."""
         if self.running:
             return
         command = list(self._command or engine_command()) + ["serve", "--stdio"]
+        if self._job_base:
+            command += ["--job-base", self._job_base]
         kwargs: dict = {}
+        extra_env = dict(self._extra_env or {})
+        life_read = None
         if os.name == "nt":
             # Own process group (no console Ctrl-C), and no console window from pythonw hosts.
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | 0x08000000
         else:
             kwargs["start_new_session"] = True  # own process group: killed as a whole
+            self._close_life_pipe()
+            life_read, self._life_pipe = os.pipe()  # both close-on-exec for other children
+            kwargs["pass_fds"] = (life_read,)
+            extra_env[PARENT_FD_ENV] = str(life_read)
         try:
             self._proc = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=clean_environment(self._extra_env),
+                env=clean_environment(extra_env),
                 close_fds=True,
                 **kwargs,
             )
         except OSError as exc:
+            self._close_life_pipe()
             raise EngineError(
                 f"cannot start the bokehkit engine ({command[0]}: {exc.strerror or exc}); "
                 "run `bokehkit install-plugins` again or check BOKEHKIT_ENGINE"
             ) from None
+        finally:
+            if life_read is not None:
+                os.close(life_read)
         self._events = queue.Queue()
         self._stderr_tail.clear()
         proc = self._proc
         threading.Thread(target=self._read_events, args=(proc,), daemon=True).start()
         threading.Thread(target=self._read_log, args=(proc,), daemon=True).start()
+
+    def _close_life_pipe(self) -> None:
+        if self._life_pipe is not None:
+            try:
+                os.close(self._life_pipe)
+            except OSError:
+                pass
+            self._life_pipe = None
 
     @property
     def running(self) -> bool:
@@ -212,6 +254,7 @@ class EngineClient:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        self._close_life_pipe()
 
     def close(self) -> None:
         """Ask the engine to exit (it answers `bye`); kill it if it does not within 2 s."""
@@ -230,6 +273,7 @@ class EngineClient:
                 stream.close()
             except OSError:
                 pass
+        self._close_life_pipe()
         self._proc = None
 
     def __enter__(self) -> EngineClient:
@@ -255,8 +299,12 @@ class EngineClient:
             )
         raise self._died()
 
-    def _claim(self) -> None:
-        if not self._busy.acquire(blocking=False):
+    def _claim(self, wait_s: float = 0.0) -> None:
+        if wait_s > 0:
+            claimed = self._busy.acquire(timeout=wait_s)
+        else:
+            claimed = self._busy.acquire(blocking=False)
+        if not claimed:
             raise EngineBusy("the bokehkit engine is busy with another job; wait or cancel it")
 
     # ------------------------------------------------------------------- requests
@@ -299,14 +347,35 @@ class EngineClient:
             "preview": preview,
             "preview_max_px": preview_max_px,
         }
-        with self._job(request, image, mask, depth, blur, depth_photo) as (job_id, folder):
-            event = self._wait(job_id, ("result",), on_progress, cancel_event)
-            name = os.path.basename(str(event.get("file", "")))
-            try:
-                result = rawbuffer.read(os.path.join(folder, name))
-            except (OSError, rawbuffer.BufferError) as exc:
-                raise EngineError(f"cannot read the engine's result: {exc}") from None
+        superseded = None
+        if preview:
+            superseded = self._supersede_previews()
+            cancel_event = _either(cancel_event, superseded)
+        try:
+            job = self._job(request, image, mask, depth, superseded, blur, depth_photo)
+            with job as (job_id, folder):
+                event = self._wait(job_id, ("result",), on_progress, cancel_event)
+                name = os.path.basename(str(event.get("file", "")))
+                try:
+                    result = rawbuffer.read(os.path.join(folder, name))
+                except (OSError, rawbuffer.BufferError) as exc:
+                    raise EngineError(f"cannot read the engine's result: {exc}") from None
+        finally:
+            if superseded is not None:
+                with self._preview_lock:
+                    if self._preview_cancel is superseded:
+                        self._preview_cancel = None
         return RenderResult(result, list(event.get("report") or []))
+
+    def _supersede_previews(self) -> threading.Event:
+        """The newest preview wins: the one in flight (or waiting for its turn) is
+        cancelled, and this one waits for the engine instead of finding it busy. Returns
+        the event that a newer preview will set to supersede this one."""
+        with self._preview_lock:
+            if self._preview_cancel is not None:
+                self._preview_cancel.set()
+            mine = self._preview_cancel = threading.Event()
+        return mine
 
     def dialog(
         self,
@@ -345,35 +414,64 @@ class EngineClient:
 
     # ---------------------------------------------------------------- job plumbing
     @contextmanager
-    def _job(self, request: dict, image, mask, depth, blur=None, depth_photo=None):
-        """Claim the engine, write the buffers (and a copy of `depth_photo`) into a fresh
-        job folder, send the request; the folder is removed and the engine freed whatever
-        happens."""
-        self._claim()
+    def _job(self, request: dict, image, mask, depth, superseded=None, blur=None, depth_photo=None):
+        """Claim the engine, have it make a job folder, write the buffers (and a copy of
+        `depth_photo`) into it, send the request; the folder is removed and the engine freed
+        whatever happens. A preview (`superseded` given) waits for a superseded one to let
+        go of the engine."""
+        if superseded is not None:
+            self._claim(wait_s=2 * CANCEL_GRACE_S + 5.0)
+            if superseded.is_set():  # a newer preview came while this one waited
+                self._busy.release()
+                raise Cancelled("superseded by a newer preview")
+        else:
+            self._claim()
+        folder = None
         try:
-            with job_folder(self._job_base) as folder:
-                self.start()
-                job_id = f"J{next(self._ids)}"
-                request.update(id=job_id, job_dir=folder)
-                buffers = (("image", image), ("mask", mask), ("depth", depth), ("blur", blur))
-                for key, buf in buffers:
-                    request[key] = None
-                    if buf is not None:
-                        rawbuffer.write(os.path.join(folder, f"{key}.bkraw"), buf)
-                        request[key] = f"{key}.bkraw"
-                if depth_photo:
-                    name = os.path.basename(depth_photo)
-                    try:
-                        shutil.copyfile(depth_photo, os.path.join(folder, name))
-                    except OSError as exc:
-                        raise EngineError(
-                            f"cannot read the photo {depth_photo} ({exc.strerror or exc})"
-                        ) from None
-                    request["depth_photo"] = name
-                self._send(request)
-                yield job_id, folder
+            self.start()
+            job_id = f"J{next(self._ids)}"
+            folder = self._open_job_folder(job_id)
+            request.update(id=job_id, job_dir=folder)
+            buffers = (("image", image), ("mask", mask), ("depth", depth), ("blur", blur))
+            for key, buf in buffers:
+                request[key] = None
+                if buf is not None:
+                    rawbuffer.write(os.path.join(folder, f"{key}.bkraw"), buf)
+                    request[key] = f"{key}.bkraw"
+            if depth_photo:
+                name = os.path.basename(depth_photo)
+                try:
+                    shutil.copyfile(depth_photo, os.path.join(folder, name))
+                except OSError as exc:
+                    raise EngineError(
+                        f"cannot read the photo {depth_photo} ({exc.strerror or exc})"
+                    ) from None
+                request["depth_photo"] = name
+            self._send(request)
+            yield job_id, folder
         finally:
+            if folder is not None:
+                try:
+                    self._send({"type": "close_job", "job_dir": folder})
+                except EngineError:
+                    pass
+                remove_job_folder(folder)
             self._busy.release()
+
+    def _open_job_folder(self, job_id: str) -> str:
+        """The engine makes each job's folder (it reads files only from folders it made)."""
+        self._send({"type": "open_job", "id": job_id})
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            event = self._next_event(0.1)
+            if event is None or event.get("id") != job_id:
+                continue
+            if event.get("type") == "job_opened" and isinstance(event.get("job_dir"), str):
+                return event["job_dir"]
+            if event.get("type") == "error":
+                raise EngineError(str(event.get("message") or "the engine made no job folder"))
+        self.kill()
+        raise EngineError(f"the bokehkit engine did not answer within {START_TIMEOUT_S:g} s")
 
     def _wait(
         self,

@@ -1,23 +1,19 @@
-"""Per-job folders: created fresh under the temp dir, removed whatever happens."""
+"""Job folders on the host side: the engine makes them (it reads buffers only from folders
+it made, docs/protocol.md); the plug-in writes its buffers there, reads the result, and
+removes the folder when the job ends, whatever happened."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 PREFIX = "bokehkit-job-"
 
 
-@contextmanager
-def job_folder(base: str | None = None) -> Iterator[str]:
-    """A fresh folder for one job's buffers; removed on exit, error or cancel alike."""
-    path = tempfile.mkdtemp(prefix=PREFIX, dir=base)
-    try:
-        yield path
-    finally:
+def remove_job_folder(path: str) -> None:
+    """Remove a job folder the engine named; anything not named like one is left alone."""
+    if not os.path.basename(os.path.normpath(path)).startswith(PREFIX):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.exists(path):  # a file still open on Windows: try once more
         shutil.rmtree(path, ignore_errors=True)
-        if os.path.exists(path):  # a file still open on Windows: try once more
-            shutil.rmtree(path, ignore_errors=True)

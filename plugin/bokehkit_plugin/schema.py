@@ -74,9 +74,9 @@ SCHEMA: tuple[Param, ...] = (
         "Turns the polygonal discs.", 0.0, 360.0,
     ),
     Param(
-        "highlights", "float", 6.0, "Highlight boost",
-        "Energy given back to clipped small lights so they bloom into bright discs "
-        "(1 = off).", 1.0, 20.0,
+        "highlights", "float", 40.0, "Highlight boost",
+        "Clipped small lights get back the energy their size suggests, so they bloom into "
+        "bright discs; this is the most a light is brightened (1 = off).", 1.0, 100.0,
     ),
     Param(
         "grain", "float", 1.0, "Grain",

@@ -298,6 +298,24 @@ def _pickle_record(z: zipfile.ZipFile) -> tuple[str, str]:
     return names[0], prefix
 
 
+#: torch.save stores its records uncompressed, so what a checkpoint unpacks to is about its
+#: own size; this much more (for a re-zipped copy) is allowed, and nothing beyond.
+UNPACKED_SLACK = 4
+UNPACKED_EXTRA_BYTES = 64 << 20
+
+
+def _check_sizes(z: zipfile.ZipFile, path: Path) -> None:
+    """Refuse a zip bomb from its directory, before a byte of it is decompressed (zipfile
+    never returns more than a member's declared size, so the directory bounds the memory)."""
+    declared = sum(info.file_size for info in z.infolist())
+    allowed = UNPACKED_SLACK * path.stat().st_size + UNPACKED_EXTRA_BYTES
+    if declared > allowed:
+        raise BokehkitError(
+            f"{path}: unpacks to {declared / 1e6:.0f} MB from {path.stat().st_size / 1e6:.1f} "
+            "MB; a torch.save checkpoint is not compressed like that (a zip bomb?): refused"
+        )
+
+
 def load_checkpoint(path: str | Path) -> Any:
     """Unpickle a ``torch.save`` zip safely (see the module docstring); BokehkitError if it
     is not one or if its pickle names anything we do not rebuild ourselves."""
@@ -308,6 +326,7 @@ def load_checkpoint(path: str | Path) -> Any:
             "MagicBokeh's lora.pkl is one"
         )
     with zipfile.ZipFile(path) as z:
+        _check_sizes(z, path)
         record, prefix = _pickle_record(z)
         unpickler = _RestrictedUnpickler(z.read(record), z, prefix)
         try:

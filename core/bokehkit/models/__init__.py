@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .manifest import FileSpec, Manifest, ModelSpec, Source, load_manifest
-from .store import ENV_STORE, ModelStore, default_store, install_command
+from .store import ENV_STORE, ModelDamaged, ModelStore, default_store, install_command
 
 __all__ = [
     "ENV_STORE",
     "FileSpec",
     "Manifest",
+    "ModelDamaged",
     "ModelSpec",
     "ModelStore",
     "Source",
@@ -34,6 +35,9 @@ def require(model_id: str, store: str | Path | None = None) -> Path:
 
 
 def installed_path(model_id: str, store: str | Path | None = None) -> Path | None:
-    """Like `require`, but None when the model is not installed."""
+    """Like `require`, but None when the model is not installed; a damaged model raises
+    ModelDamaged (with the verify command) rather than being used or passed over."""
     s = ModelStore(store)
+    if s.is_damaged(model_id):
+        s.require(model_id)  # raises ModelDamaged
     return s.file_path(model_id) if s.is_installed(model_id) else None

@@ -26,7 +26,9 @@ def _bar(args: argparse.Namespace):
 def _cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
     for spec in store.manifest.models:
-        if store.is_installed(spec.id):
+        if store.is_damaged(spec.id):
+            state = f"DAMAGED: run bokehkit models verify {spec.id}"
+        elif store.is_installed(spec.id):
             state = f"installed ({_mb(store.installed_size(spec.id))})"
         else:
             first = spec.files[0].sources[0]

@@ -37,6 +37,27 @@ ENV_STORE = "BOKEHKIT_MODELS"
 PARTIAL = ".partial"
 #: Per model folder: name → {"sha256", "size", "source"} of unpinned files, as checked.
 CHECKED = ".checked.json"
+#: In the store: "<id>/<name>" → {"size", "mtime_ns", "sha256", "sample"} of each file whose
+#: whole SHA-256 was last found right. A file is trusted at load while its size, time and
+#: sample hash (`sample_sha256`) still match; otherwise it is hashed again in full.
+VERIFIED = ".verified.json"
+SAMPLE_BYTES = 1 << 20
+
+
+class ModelDamaged(BokehkitError):
+    """An installed model file whose contents are not what was checked."""
+
+
+def sample_sha256(path: Path) -> str:
+    """A cheap fingerprint: SHA-256 of the size and the first, middle and last MiB."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for start in (0, max(0, size // 2 - SAMPLE_BYTES // 2), max(0, size - SAMPLE_BYTES)):
+            f.seek(start)
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
 
 Log = Callable[[str], None]
 ProgressFn = Callable[[float, str], None]
@@ -68,6 +89,7 @@ class ModelStore:
         self.root = Path(root).expanduser() if root else default_store()
         self.manifest = manifest or load_manifest()
         self._archives: dict[str, Path] = {}  # archives fetched during one install
+        self._damaged: dict[tuple, str] = {}  # (path, size, mtime) → why, hashed once
 
     # ------------------------------------------------------------------ where things are
     def spec(self, model_id: str) -> ModelSpec:
@@ -111,14 +133,92 @@ class ModelStore:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")
         os.replace(tmp, path)
 
+    # ------------------------------------------------------------ is it there and intact
+    def _verified(self) -> dict[str, dict]:
+        try:
+            data = json.loads((self.root / VERIFIED).read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _set_verified(self, key: str, record: dict | None) -> None:
+        data = self._verified()
+        if record is None:
+            if data.pop(key, None) is None:
+                return
+        else:
+            data[key] = record
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"{VERIFIED}.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")
+            os.replace(tmp, self.root / VERIFIED)
+        except OSError:  # a read-only store: checked again next time
+            tmp.unlink(missing_ok=True)
+
+    def _remember(self, model_id: str, name: str, path: Path, sha: str) -> None:
+        """`path` was just found to have the right SHA-256: trust it at load while it
+        stays as it is."""
+        info = path.stat()
+        self._set_verified(
+            f"{model_id}/{name}",
+            {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "sha256": sha,
+             "sample": sample_sha256(path)},
+        )  # fmt: skip
+
+    def file_state(self, model_id: str, f: FileSpec) -> tuple[str, str]:
+        """("ok" | "missing" | "unchecked" | "damaged", why) of one installed file: its size,
+        then its sample hash against the last full check, and a full hash when the file
+        changed since (or was never checked), so `list`, `verify` and a render agree."""
+        p = self.model_dir(model_id) / f.name
+        if not p.is_file():
+            return "missing", "not installed"
+        accepted = self.accepted(model_id, f)
+        if not accepted:
+            return "unchecked", "no SHA-256 recorded for it"
+        info = p.stat()
+        if info.st_size not in accepted.values():
+            sizes = " or ".join(str(n) for n in sorted(set(accepted.values())))
+            return "damaged", f"{info.st_size} bytes, not {sizes}"
+        key = (str(p), info.st_size, info.st_mtime_ns)
+        if key in self._damaged:
+            return "damaged", self._damaged[key]
+        record = self._verified().get(f"{model_id}/{f.name}") or {}
+        unchanged = (record.get("size"), record.get("mtime_ns")) == key[1:]
+        if unchanged and record.get("sha256") in accepted:
+            if record.get("sample") == sample_sha256(p):
+                return "ok", ""
+            why = "it changed since it was checked"
+        else:
+            sha = file_sha256(p)
+            if sha in accepted:
+                self._remember(model_id, f.name, p, sha)
+                return "ok", ""
+            why = f"sha256 {sha[:12]}… is not the one it must have"
+        self._set_verified(f"{model_id}/{f.name}", None)
+        self._damaged[key] = why
+        return "damaged", why
+
+    def problem(self, model_id: str) -> str | None:
+        """None when every file of the model is installed and intact; else what is wrong,
+        with the command that helps."""
+        for f in self.spec(model_id).files:
+            state, why = self.file_state(model_id, f)
+            if state == "damaged":
+                return (
+                    f"model {model_id} is damaged ({f.name}: {why}); run: bokehkit models "
+                    f"verify {model_id}, and {install_command(model_id)} --force to replace it"
+                )
+            if state != "ok":
+                return f"model {model_id} is not installed; run: {install_command(model_id)}"
+        return None
+
     def is_installed(self, model_id: str) -> bool:
-        """All files present with a size a source can produce (hashes: see `verify`)."""
-        spec = self.spec(model_id)
-        for f in spec.files:
-            p = self.model_dir(model_id) / f.name
-            if not p.is_file() or p.stat().st_size not in self.accepted(model_id, f).values():
-                return False
-        return True
+        """All files present and intact (see `file_state`)."""
+        return self.problem(model_id) is None
+
+    def is_damaged(self, model_id: str) -> bool:
+        return any(self.file_state(model_id, f)[0] == "damaged" for f in self.spec(model_id).files)
 
     def installed_size(self, model_id: str) -> int:
         """Bytes of the model's files in the store."""
@@ -128,6 +228,8 @@ class ModelStore:
     def require(self, model_id: str) -> Path:
         """The installed model's (first) file; BokehkitError with the install command if not."""
         spec = self.spec(model_id)
+        if self.is_damaged(model_id):
+            raise ModelDamaged(self.problem(model_id) or f"model {model_id} is damaged")
         if not self.is_installed(model_id):
             store = "" if self.root == default_store() else f" (store {self.root})"
             raise BokehkitError(
@@ -151,13 +253,16 @@ class ModelStore:
                 dest = self.model_dir(model_id) / f.name
                 if dest.exists() and not force:
                     accepted = self.accepted(model_id, f)
-                    if accepted and file_sha256(dest, progress) in accepted:
+                    sha = file_sha256(dest, progress) if accepted else ""
+                    if sha in accepted:
+                        self._remember(model_id, f.name, dest, sha)
                         log(f"{model_id}: {f.name} is already installed ({dest})")
                         done.append(dest)
                         continue
                     what = "is damaged" if accepted else "was never checked"
                     log(f"{model_id}: {f.name} in the store {what}; installing it again")
                 done.append(self._install_file(spec, f, dest, progress, log))
+                self._remember(model_id, f.name, dest, file_sha256(dest))
         finally:  # verified archives are only kept while one install needs them
             for archive in self._archives.values():
                 archive.unlink(missing_ok=True)
@@ -276,6 +381,7 @@ class ModelStore:
                 f"{p} has sha256 {sha[:12]}…, not the {expected.strip()[:12]}… given: "
                 "not imported (an incomplete or another file?)"
             )
+        check_kind(spec.id, p)  # the hash only proves it is the file the user meant
         dest = self.model_dir(spec.id) / f.name
         self._place(p, dest, sha)
         self._record(spec.id, f.name, sha, dest.stat().st_size, f"import of {p.name}")
@@ -291,6 +397,7 @@ class ModelStore:
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
+        self._remember(dest.parent.name, dest.name, dest, sha)
 
     def _import_one(
         self, spec: ModelSpec, p: Path, sha: str, progress: ProgressFn | None
@@ -354,9 +461,11 @@ class ModelStore:
                 continue
             sha = file_sha256(p, progress)
             if sha in accepted:
+                self._remember(model_id, f.name, p, sha)
                 whose = "" if f.pinned else ", as the hub gave it"
                 out.append(FileCheck(model_id, f.name, True, f"OK (sha256 {sha[:12]}…{whose})"))
             else:
+                self._set_verified(f"{model_id}/{f.name}", None)
                 whose = "the manifest's" if f.pinned else "the one recorded at install"
                 out.append(
                     FileCheck(
@@ -402,6 +511,18 @@ class ModelStore:
             for p in self._partials(self.spec(model_id))
             if p.suffix == ".part" and p.exists()
         )
+
+
+def check_kind(model_id: str, path: Path) -> None:
+    """BokehkitError unless `path` holds the kind of network `model_id` is (for files the
+    manifest does not pin, whose hash alone proves nothing about what they are)."""
+    from ..depth_models.specs import NETS
+
+    net = NETS.get(model_id)
+    if net is not None:
+        from ..depth_models.inspect import check_checkpoint
+
+        check_checkpoint(net, path)
 
 
 def fetch_hints(spec: ModelSpec) -> list[str]:

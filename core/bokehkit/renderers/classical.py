@@ -8,7 +8,12 @@ and composited from far to near with "over", like light that the nearer surfaces
   onto an in-focus edge (no halo);
 * a blurred surface spreads its own coverage with its colour, so its edge turns translucent
   and what lies behind shows through it (partial occlusion). What is behind it was hidden in
-  the photo, so it is guessed by a pull-push fill of the slabs already composited.
+  the photo: `hidden.py` guesses it once for the whole image, and it is rendered as a second
+  layer of pixels behind the occluders;
+* a surface does not occlude itself: where a layer continues the surface already in front
+  (its blur radius differs by less than a depth jump), it is added to that surface rather
+  than laid over it, so the boundary between two slabs of one receding surface never lets
+  the background show through as a line.
 
 Each pixel lies between two slabs and is blurred by both kernels with tent weights, so blur
 grows smoothly with depth; the pixels between the same two slabs are composited together as
@@ -31,8 +36,9 @@ import numpy as np
 from scipy.fft import irfft2, next_fast_len, rfft2
 
 from ..progress import Progress
-from ..resample import bilinear_up, box_down, pull_push_fill, pull_push_max
+from ..resample import bilinear_up, box_down
 from .base import RenderJob
+from .hidden import guess_hidden_background, occluder_weight, occludes
 
 TILE_PX = 512
 #: Slabs grow by 1 px of radius up to here, then by `SLAB_GROWTH` of their radius.
@@ -40,15 +46,10 @@ LINEAR_SLABS_UP_TO_PX = 6.0
 SLAB_GROWTH = 0.12
 #: Blur at reduced resolution while the kernel keeps at least this radius in low-res pixels.
 MIN_LOW_RES_RADIUS = 6.0
-#: Hidden background is guessed at this fraction of full resolution (it is smooth anyway).
-FILL_SCALE = 4
-#: ... from known pixels up to this far around the place in need.
-FILL_CONTEXT_PX = 64
-#: A layer hides something when it is nearer than what is around it by more than this many
-#: px of CoC radius, or this fraction of its own, whichever is more (fully so at twice that).
-OCCLUSION_JUMP_PX = 1.5
-OCCLUSION_JUMP_FRACTION = 0.25
 _EMPTY = 1e-6
+#: Render the guessed hidden background behind occluders (False: translucent rims show only
+#: what the photo shows, renormalised).
+GUESS_HIDDEN = True
 #: Below this radius the kernel is a single pixel.
 SHARP_RADIUS_PX = 0.25
 
@@ -110,6 +111,8 @@ class ClassicalRenderer:
             for x in range(0, w, self.tile_px)
         ]
         max_r = float(np.abs(slabs).max(initial=0.0))
+        progress.update(0.0, "guessing the hidden background")
+        hidden = guess_hidden_background(rgb, coc) if GUESS_HIDDEN else None
         half_diag = 0.5 * math.hypot(w, h)
         done = 0
         progress.update(0.0, "rendering bokeh")
@@ -118,7 +121,9 @@ class ClassicalRenderer:
             progress.check_cancelled()
             y0, y1, x0, x1 = tile
             centre = ((x0 + x1) / 2 - w / 2) / half_diag, ((y0 + y1) / 2 - h / 2) / half_diag
-            out[y0:y1, x0:x1] = _render_tile(rgb, coc, slabs, tile, max_r, job.aperture, centre)
+            out[y0:y1, x0:x1] = _render_tile(
+                rgb, coc, hidden, slabs, tile, max_r, job.aperture, centre
+            )
             return tile
 
         if self.threads > 1 and len(tiles) > 1:
@@ -144,48 +149,54 @@ class ClassicalRenderer:
         return out
 
 
-def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.ndarray:
-    y0, y1, x0, x1 = tile
-    th, tw = y1 - y0, x1 - x0
+def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) -> np.ndarray:
     s_max = low_res_factor(max_r)
+    # The composite covers one coarsest cell more on every side, so that refining it near
+    # the tile's border interpolates with what lies beyond instead of repeating the border
+    # (which drew the tile grid into smooth blur).
+    margin = s_max
+    y0, y1, x0, x1 = tile
+    y0, y1, x0, x1 = y0 - margin, y1 + margin, x0 - margin, x1 + margin
+    th, tw = y1 - y0, x1 - x0
     halo = int(math.ceil(max_r)) + 4 * s_max + 2
     # Everything within reach of the largest blur, read once.
-    rgb_w = _window(rgb, y0 - halo, y1 + halo, x0 - halo, x1 + halo)
-    coc_w = _window(coc, y0 - halo, y1 + halo, x0 - halo, x1 + halo)
-    lower, t = _tent(coc_w, slabs)
-    # Rows and columns where each group can appear: a cheap bounding box per group.
-    row_lo, row_hi = lower.min(axis=1), lower.max(axis=1)
-    col_lo, col_hi = lower.min(axis=0), lower.max(axis=0)
+    wy0, wy1, wx0, wx1 = y0 - halo, y1 + halo, x0 - halo, x1 + halo
+    rgb_w = _window(rgb, wy0, wy1, wx0, wx1)
+    coc_w = _window(coc, wy0, wy1, wx0, wx1)
+    front = _Fragments(rgb_w, coc_w, None, slabs)
+    back = None
+    if hidden is not None:
+        found = hidden.window(wy0, wy1, wx0, wx1)
+        if found is not None:
+            (colour, back_coc, weight), (oy, ox) = found
+            # Only behind pixels that are clearly nearer than the guessed surface.
+            h_, w_ = weight.shape
+            weight *= occluder_weight(coc_w[oy : oy + h_, ox : ox + w_], back_coc)
+            if weight.any():
+                back = _Fragments(colour, back_coc, weight, slabs, (oy, ox))
+    parts = [front] if back is None else [back, front]
+    lowest = min(int(p.lower_min) for p in parts)
+    highest = max(int(p.lower_max) for p in parts)
 
-    # The composite so far (premultiplied RGB + coverage), kept at the resolution of the
-    # blurriest group not yet followed by a sharper one: far-away blur is composited at low
-    # resolution and refined only as the groups come closer to the focal plane.
+    # The composite so far, kept at the resolution of the blurriest group not yet followed by
+    # a sharper one: far-away blur is composited at low resolution and refined only as the
+    # groups come closer to the focal plane. Channels: the front surface (premultiplied RGB,
+    # coverage, CoC × coverage) and, flattened, everything behind it (RGB, coverage).
     acc, scale = None, 1
     # A group is the pixels between slab i and slab i+1, composited far to near as ONE layer:
     # blurred by slab i's kernel with weight 1−t plus slab i+1's with weight t. (Compositing
     # the two parts over each other would let a surface occlude itself at its edges.)
-    for i in range(int(lower.min()), int(lower.max()) + 1):
+    for i in range(lowest, highest + 1):
         r_near = abs(float(slabs[i]))
         r_far = abs(float(slabs[min(i + 1, len(slabs) - 1)]))
         s = low_res_factor(min(r_near, r_far))
         pad = -(-(int(math.ceil(max(r_near, r_far))) + 2 * s + 1) // s) * s  # a multiple of s
-        box = _group_box(
-            row_lo,
-            row_hi,
-            col_lo,
-            col_hi,
-            i,
-            halo - pad,
-            halo + th + pad,
-            halo - pad,
-            halo + tw + pad,
-        )
-        if box is None:
+        limits = (halo - pad, halo + th + pad, halo - pad, halo + tw + pad)
+        boxes = [b for b in (p.box(i, *limits) for p in parts) if b is not None]
+        if not boxes:
             continue
-        ya, yb, xa, xb = box
-        member = lower[ya:yb, xa:xb] == i
-        if not member.any():
-            continue
+        ya, yb = min(b[0] for b in boxes), max(b[1] for b in boxes)
+        xa, xb = min(b[2] for b in boxes), max(b[3] for b in boxes)
         # Output rectangle, relative to the tile and aligned to s: the group's box grown by
         # the blur, clipped to the tile (rounded up to whole blocks).
         ry0 = max((ya - halo - pad) // s * s, 0)
@@ -194,19 +205,16 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
         rx1 = min(-(-(xb - halo + pad) // s) * s, -(-tw // s) * s)
         if ry0 >= ry1 or rx0 >= rx1:
             continue
-        layer = _group_layer(
-            rgb_w,
-            member,
-            t,
-            (ya, yb, xa, xb),
-            (halo + ry0 - pad, halo + ry1 + pad, halo + rx0 - pad, halo + rx1 + pad),
-        )
+        window = (halo + ry0 - pad, halo + ry1 + pad, halo + rx0 - pad, halo + rx1 + pad)
+        layer = np.zeros((window[1] - window[0], window[3] - window[2], 8), np.float32)
+        if not any([p.add_layer(i, (ya, yb, xa, xb), window, layer) for p in parts]):
+            continue
         blurred = _blur_pair(box_down(layer, s), r_near / s, r_far / s, aperture, centre_offset)
         blurred = blurred[pad // s : -(pad // s), pad // s : -(pad // s)]
         # Bring the composite and the layer to one resolution.
         if acc is None:
             scale = s
-            acc = np.zeros((-(-th // s), -(-tw // s), 6), np.float32)
+            acc = np.zeros((-(-th // s), -(-tw // s), 9), np.float32)
         elif s < scale:
             acc, scale = _refine(acc, scale, s, th, tw), s
         if s > scale:
@@ -217,30 +225,77 @@ def _render_tile(rgb, coc, slabs, tile, max_r, aperture, centre_offset) -> np.nd
             rx0 // scale,
             rx0 // scale + blurred.shape[1],
         )
-        _composite_over(acc, blurred, rect, scale, float(slabs[i]))
-    acc = _refine(acc, scale, 1, th, tw)[:th, :tw]
-    return acc[..., :3] / np.maximum(acc[..., 3], _EMPTY)[..., None]
+        # The group lies between its two slabs: it is that far away.
+        group_coc = 0.5 * (float(slabs[i]) + float(slabs[min(i + 1, len(slabs) - 1)]))
+        _composite(acc, blurred, rect, group_coc)
+    inner = (slice(margin, th - margin), slice(margin, tw - margin))
+    if acc is None:
+        return rgb_w[halo : halo + th, halo : halo + tw][inner].astype(np.float32)
+    acc = _refine(acc, scale, 1, th, tw)[:th, :tw][inner]
+    front_cover = acc[..., 3:4]
+    colour = acc[..., 0:3] + (1.0 - front_cover) * acc[..., 5:8]
+    cover = front_cover[..., 0] + (1.0 - front_cover[..., 0]) * acc[..., 8]
+    return colour / np.maximum(cover, _EMPTY)[..., None]
 
 
-def _group_layer(rgb_w, member, t, box, window) -> np.ndarray:
-    """The group's pixels in the window, premultiplied: channels 0–3 weighted 1−t (near
-    slab), 4–7 weighted t (far slab)."""
-    ya, yb, xa, xb = box
-    wy0, wy1, wx0, wx1 = window
-    layer = np.zeros((wy1 - wy0, wx1 - wx0, 8), np.float32)
-    sy0, sy1, sx0, sx1 = max(ya, wy0), min(yb, wy1), max(xa, wx0), min(xb, wx1)
-    if sy0 >= sy1 or sx0 >= sx1:
-        return layer
-    inside = member[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa]
-    w_far = np.where(inside, t[sy0:sy1, sx0:sx1], np.float32(0))
-    w_near = inside - w_far
-    dst = layer[sy0 - wy0 : sy1 - wy0, sx0 - wx0 : sx1 - wx0]
-    colour = rgb_w[sy0:sy1, sx0:sx1]
-    np.multiply(colour, w_near[..., None], out=dst[..., 0:3])
-    dst[..., 3] = w_near
-    np.multiply(colour, w_far[..., None], out=dst[..., 4:7])
-    dst[..., 7] = w_far
-    return layer
+class _Fragments:
+    """One layer of pixels in a window (the photo's, or the hidden background behind it):
+    straight colour, blur radius and coverage weight (None: all 1), split between the two
+    slabs around each pixel's radius. `offset` places the arrays in the window."""
+
+    def __init__(self, colour, coc, weight, slabs, offset=(0, 0)) -> None:
+        self.colour, self.weight = colour, weight
+        self.oy, self.ox = offset
+        self.lower, self.t = _tent(coc, slabs)
+        lower = self.lower
+        if weight is not None:  # absent pixels take no part in any group
+            lower = np.where(weight > 0, self.lower, np.iinfo(np.int32).max)
+        # Rows and columns where each group can appear: a cheap bounding box per group.
+        self.row_lo, self.col_lo = lower.min(axis=1), lower.min(axis=0)
+        if weight is not None:
+            lower = np.where(weight > 0, self.lower, np.iinfo(np.int32).min)
+        self.row_hi, self.col_hi = lower.max(axis=1), lower.max(axis=0)
+        self.lower_min, self.lower_max = int(self.row_lo.min()), int(self.row_hi.max())
+
+    def box(self, i, ya, yb, xa, xb):
+        """Bounding box (window coordinates) of the rows/columns that may hold group i,
+        within [ya, yb) × [xa, xb)."""
+        ya, xa = max(ya - self.oy, 0), max(xa - self.ox, 0)
+        yb, xb = yb - self.oy, xb - self.ox
+        rows = np.flatnonzero((self.row_lo[ya:yb] <= i) & (self.row_hi[ya:yb] >= i))
+        cols = np.flatnonzero((self.col_lo[xa:xb] <= i) & (self.col_hi[xa:xb] >= i))
+        if rows.size == 0 or cols.size == 0:
+            return None
+        oy, ox = self.oy, self.ox
+        return oy + ya + rows[0], oy + ya + rows[-1] + 1, ox + xa + cols[0], ox + xa + cols[-1] + 1
+
+    def add_layer(self, i, box, window, layer) -> bool:
+        """Add group i's pixels in the window to `layer`, premultiplied by their weight:
+        channels 0–3 weighted 1−t (slab i), 4–7 weighted t (slab i+1). False if none."""
+        wy0, wy1, wx0, wx1 = window
+        h, w = self.lower.shape
+        sy0, sy1 = max(box[0], wy0, self.oy), min(box[1], wy1, self.oy + h)
+        sx0, sx1 = max(box[2], wx0, self.ox), min(box[3], wx1, self.ox + w)
+        if sy0 >= sy1 or sx0 >= sx1:
+            return False
+        src = (slice(sy0 - self.oy, sy1 - self.oy), slice(sx0 - self.ox, sx1 - self.ox))
+        inside = self.lower[src] == i
+        if not inside.any():
+            return False
+        if self.weight is None:
+            w_far = np.where(inside, self.t[src], np.float32(0))
+            w_near = inside - w_far
+        else:
+            weight = np.where(inside, self.weight[src], np.float32(0))
+            w_far = weight * self.t[src]
+            w_near = weight - w_far
+        dst = layer[sy0 - wy0 : sy1 - wy0, sx0 - wx0 : sx1 - wx0]
+        colour = self.colour[src]
+        dst[..., 0:3] += colour * w_near[..., None]
+        dst[..., 3] += w_near
+        dst[..., 4:7] += colour * w_far[..., None]
+        dst[..., 7] += w_far
+        return True
 
 
 def _refine(acc: np.ndarray, scale: int, to: int, th: int, tw: int) -> np.ndarray:
@@ -251,11 +306,15 @@ def _refine(acc: np.ndarray, scale: int, to: int, th: int, tw: int) -> np.ndarra
     return acc
 
 
-def _composite_over(acc, layer, rect, scale, layer_coc) -> None:
-    """acc ← acc·(1 − coverage) + layer on `rect`, after guessing the hidden background under
-    the layer's translucent parts. In place. `acc` holds premultiplied RGB and coverage, then
-    the signed CoC of what it really shows (not guesses), premultiplied, and that coverage:
-    they tell occlusions from continuous surfaces. `layer_coc` is the layer's own."""
+def _composite(acc, layer, rect, layer_coc) -> None:
+    """Composite the layer (premultiplied RGBA) onto `acc` on `rect`, in place.
+
+    Where the layer is clearly nearer than the front surface of the composite it occludes:
+    the front surface joins everything behind it, and the layer becomes the front ("over").
+    Where its blur radius continues the front surface's, it is the same surface seen at a
+    slightly different depth: it is added to the front (the two parts of a receding surface
+    cover a pixel together; laid over each other they would let the background through).
+    """
     ry0, ry1, rx0, rx1 = rect
     ry1, rx1 = min(ry1, acc.shape[0]), min(rx1, acc.shape[1])
     layer = layer[: ry1 - ry0, : rx1 - rx0]
@@ -268,13 +327,32 @@ def _composite_over(acc, layer, rect, scale, layer_coc) -> None:
         layer = layer.copy()
         layer[over] /= alpha[over][:, None]
     cover = np.clip(layer[..., 3], 0.0, 1.0)
-    _fill_hidden_under(acc, cover, (ry0, ry1, rx0, rx1), scale, layer_coc)
     target = acc[ry0:ry1, rx0:rx1]
-    target *= (1.0 - cover)[..., None]
-    target[..., :3] += layer[..., :3]
+    front_cover = target[..., 3]
+    front_coc = target[..., 4] / np.maximum(front_cover, _EMPTY)
+    o = occludes(np.float32(layer_coc), front_coc).astype(np.float32, copy=False)
+    o[front_cover <= 1e-4] = 1.0
+    # The occluded share o of the front moves behind, without changing what the composite
+    # shows (front + (1 − front coverage)·behind), so a layer that covers nothing here
+    # changes nothing: behind ← (o·front + (1 − front coverage)·behind) / (1 − (1 − o)·front
+    # coverage), front ← (1 − o)·front.
+    keep = 1.0 - o
+    denom = 1.0 - keep * front_cover
+    moves = denom > 1e-6  # else the front stays whole and covers everything behind
+    scale_behind = np.where(moves, (1.0 - front_cover) / np.where(moves, denom, 1.0), 1.0)
+    scale_front = np.where(moves, o / np.where(moves, denom, 1.0), 0.0)
+    target[..., 5:8] *= scale_behind[..., None]
+    target[..., 5:8] += scale_front[..., None] * target[..., 0:3]
+    target[..., 8] *= scale_behind
+    target[..., 8] += scale_front * front_cover
+    # Front ← (1 − o)·front + layer
+    target[..., 0:5] *= keep[..., None]
+    target[..., 0:3] += layer[..., :3]
     target[..., 3] += cover
     target[..., 4] += cover * np.float32(layer_coc)
-    target[..., 5] += cover
+    full = target[..., 3] > 1.0
+    if full.any():
+        target[..., 0:5][full] /= target[..., 3][full][:, None]
 
 
 def _tent(coc: np.ndarray, slabs: np.ndarray):
@@ -284,16 +362,6 @@ def _tent(coc: np.ndarray, slabs: np.ndarray):
     gap = slabs[upper] - slabs[lower]
     t = np.where(gap > 0, (coc - slabs[lower]) / np.where(gap > 0, gap, 1.0), 0.0)
     return lower.astype(np.int32), np.clip(t, 0.0, 1.0).astype(np.float32)
-
-
-def _group_box(row_lo, row_hi, col_lo, col_hi, i, ya, yb, xa, xb):
-    """Bounding box of rows/columns that may hold group i, within [ya, yb) × [xa, xb)."""
-    ya, xa = max(ya, 0), max(xa, 0)
-    rows = np.flatnonzero((row_lo[ya:yb] <= i) & (row_hi[ya:yb] >= i))
-    cols = np.flatnonzero((col_lo[xa:xb] <= i) & (col_hi[xa:xb] >= i))
-    if rows.size == 0 or cols.size == 0:
-        return None
-    return ya + rows[0], ya + rows[-1] + 1, xa + cols[0], xa + cols[-1] + 1
 
 
 def _blur_pair(low, r_near, r_far, aperture, centre_offset) -> np.ndarray:
@@ -332,48 +400,3 @@ def _convolve(stack: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
     full = irfft2(summed, s=shape, axes=(0, 1))
     c = kh // 2  # 'same': the kernel's centre lands on the source pixel
     return full[c : c + h, c : c + w].astype(np.float32)
-
-
-def _fill_hidden_under(acc, cover, rect, scale, layer_coc) -> None:
-    """Where a translucent part of the next layer lies over a place that nothing composited
-    so far covers (the background hidden in the photo), put a guess of that background
-    there, extrapolated from what is already known around it. In place; `acc` holds
-    premultiplied RGB and coverage at 1/scale resolution."""
-    ry0, ry1, rx0, rx1 = rect
-    acc_a = acc[..., 3]
-    need = (acc_a[ry0:ry1, rx0:rx1] < 1.0 - 1e-3) & (cover > 1e-3) & (cover < 1.0 - 1e-3)
-    rows, cols = np.flatnonzero(need.any(axis=1)), np.flatnonzero(need.any(axis=0))
-    if rows.size == 0:
-        return
-    # Guess from the neighbourhood of the place in need only, at reduced resolution.
-    context = max(FILL_CONTEXT_PX // scale, 4)
-    h, w = acc_a.shape
-    fy0, fy1 = max(ry0 + rows[0] - context, 0), min(ry0 + rows[-1] + 1 + context, h)
-    fx0, fx1 = max(rx0 + cols[0] - context, 0), min(rx0 + cols[-1] + 1 + context, w)
-    known = acc[fy0:fy1, fx0:fx1]
-    if known[..., 3].max(initial=0.0) < 1e-3:
-        return  # nothing known yet to guess from
-    down = max(FILL_SCALE // scale, 1)
-    low = box_down(known, down)
-    ny0, ny1, nx0, nx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    gy0, gx0 = ry0 + ny0 - fy0, rx0 + nx0 - fx0
-    # Only behind an occlusion: where the layer is clearly nearer than the nearest surface
-    # known around it (not the average, which a receding surface's far parts would pull
-    # back). Across a continuous surface (a floor, a face) the next slab is barely nearer
-    # and nothing is hidden: a guess there would draw its boundary as a line.
-    behind = pull_push_max(low[..., 4] / np.maximum(low[..., 5], _EMPTY), low[..., 5] > 1e-2)
-    behind = np.repeat(np.repeat(behind, down, axis=0), down, axis=1)
-    behind = behind[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
-    threshold = max(OCCLUSION_JUMP_PX, OCCLUSION_JUMP_FRACTION * abs(layer_coc))
-    occluding = np.clip((np.float32(layer_coc) - behind) / threshold - 1.0, 0.0, 1.0)
-    target = acc[ry0 + ny0 : ry0 + ny1, rx0 + nx0 : rx0 + nx1]
-    missing = np.where(need[ny0:ny1, nx0:nx1], (1.0 - target[..., 3]) * occluding, 0.0)
-    if not missing.any():
-        return  # no occlusion here: the colour guess is not needed
-    # The colour guess, only over the bounding box of the need.
-    guess = pull_push_fill(low[..., :3], low[..., 3])
-    guess = bilinear_up(guess, down, fy1 - fy0, fx1 - fx0)
-    guess = guess[gy0 : gy0 + ny1 - ny0, gx0 : gx0 + nx1 - nx0]
-    missing = missing.astype(np.float32)
-    target[..., :3] += guess * missing[..., None]
-    target[..., 3] += missing

@@ -241,8 +241,6 @@ def _expected_shape(name: str, c: dict) -> tuple[int, int, int, int]:
 def convert_files(param_path: Path, bin_path: Path, dest: Path) -> Path:
     """Convert an ncnn pair into `dest` (safetensors), written atomically; the metadata
     records the sources' SHA-256, the configuration and the converter's version."""
-    from safetensors.numpy import save_file
-
     state, config = convert(Path(param_path).read_text("utf-8"), Path(bin_path).read_bytes())
     meta = {
         "format": "bokehkit-rrdbnet",
@@ -254,12 +252,44 @@ def convert_files(param_path: Path, bin_path: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.convert")
     try:
-        save_file(state, str(tmp), metadata=meta)
-        os.chmod(tmp, 0o644)  # as the store's other files (safetensors writes 0600)
+        write_safetensors(tmp, state, meta)
+        os.chmod(tmp, 0o644)  # as the store's other files
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+_ST_DTYPES = {"float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32", "uint8": "U8"}
+
+
+def write_safetensors(path: Path, state: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """A safetensors file from numpy arrays, without the safetensors package (the light
+    engine has none): an 8-byte little-endian header length, the JSON header (each tensor's
+    dtype, shape and byte range; `__metadata__`), padded with spaces to 8 bytes, then the
+    tensors' little-endian bytes in header order."""
+    header: dict[str, object] = {"__metadata__": dict(metadata)}
+    arrays = []
+    offset = 0
+    for name in sorted(state):
+        a = np.ascontiguousarray(state[name])
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        header[name] = {
+            "dtype": _ST_DTYPES[a.dtype.name],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + a.nbytes],
+        }
+        arrays.append(a)
+        offset += a.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for a in arrays:
+            f.write(a.tobytes())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -181,6 +181,8 @@ def status(store=None) -> tuple[bool, str]:
     from ..models import install_command
 
     st = _store(store)
+    if st.is_damaged(MODEL_ID):
+        return False, f"its model is damaged; run: bokehkit models verify {MODEL_ID}"
     if not st.is_installed(MODEL_ID):
         return False, f"its model is not installed; run: {install_command(MODEL_ID)}"
     if _have_torch():
@@ -237,6 +239,9 @@ def finish_install(store=None, log: Callable[[str], None] = print) -> list[Path]
     if not fresh and _have_torch():
         log(f"{MODEL_ID}: exporting the ONNX file for onnxruntime (once)")
         network(st, "auto")
+    elif not fresh:  # the light engine: the files are in place, but it cannot run them yet
+        log(f"{MODEL_ID}: installed, but this engine cannot run it yet: {NEEDS_TORCH}, then "
+            f"run bokehkit models install {MODEL_ID} again (or use the full engine)")  # fmt: skip
     return [weights] + ([onnx_file] if onnx_file.is_file() else [])
 
 
