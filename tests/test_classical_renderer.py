@@ -74,6 +74,18 @@ def test_sharp_foreground_gets_no_halo_from_blurred_background():
     assert np.all(row[100:] < 1e-6)  # and its light does not spread behind it
 
 
+@pytest.mark.parametrize("behind", [-0.8, -1.2, -2.0, -10.0])
+def test_an_in_focus_edge_hides_a_background_only_just_behind_it(behind):
+    # A background blurred by less than a depth jump is no part of the in-focus surface:
+    # every pixel on the in-focus side keeps its exact value, right up to the edge.
+    rng = np.random.default_rng(1)
+    img = rng.random((48, 64, 3)).astype(np.float32)
+    coc = np.zeros((48, 64), np.float32)
+    coc[:, :32] = behind
+    out = render(img, coc)
+    assert np.array_equal(out[:, 32:], img[:, 32:])
+
+
 def test_blurred_foreground_turns_translucent_over_sharp_background():
     # Left: bright, in front, blurred 10 px. Right: dark, in focus.
     row = step_edge(10.0, 0.0)

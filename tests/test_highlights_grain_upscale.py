@@ -11,14 +11,14 @@ from bokehkit.upscale import upscale_linear
 def test_small_light_is_boosted_but_not_a_white_wall_or_a_glint():
     img = np.full((120, 120, 3), 0.3, np.float32)
     yy, xx = np.mgrid[:120, :120]
-    img[(yy - 20) ** 2 + (xx - 20) ** 2 <= 4] = 1.0  # a small light (13 px) on a dark wall
+    img[(yy - 20) ** 2 + (xx - 20) ** 2 <= 5] = 1.0  # a small light (21 px) on a dark wall
     img[60:110, 60:110] = 1.0  # a white wall
     img[20, 90] = 1.0  # a single-pixel glint
-    img[40, 20:34] = 1.0  # a thin white stripe of paint (14 px, as many as the light)
+    img[40, 20:41] = 1.0  # a thin white stripe of paint (21 px, as many as the light)
     img[15:18, 40:43] = (1.0, 0.3, 0.3)  # a clipped speck of saturated red, no contrast
     img[14:19, 39:44, 1:] = 0.3
     gain = light_gain(img, 6.0)
-    light = (yy - 20) ** 2 + (xx - 20) ** 2 <= 4
+    light = (yy - 20) ** 2 + (xx - 20) ** 2 <= 5
     assert gain[light].mean() == pytest.approx(6.0)  # the cap, on average over the light
     assert gain[20, 20, 0] > gain[18, 20, 0]  # brightest in its middle
     assert np.all(gain[60:110, 60:110] == 1.0)

@@ -50,6 +50,8 @@ _EMPTY = 1e-6
 #: Render the guessed hidden background behind occluders (False: translucent rims show only
 #: what the photo shows, renormalised).
 GUESS_HIDDEN = True
+#: An in-focus layer hides everything behind it (False: it may join a surface just behind).
+IN_FOCUS_OCCLUDES = True
 #: Below this radius the kernel is a single pixel.
 SHARP_RADIUS_PX = 0.25
 
@@ -227,7 +229,8 @@ def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) 
         )
         # The group lies between its two slabs: it is that far away.
         group_coc = 0.5 * (float(slabs[i]) + float(slabs[min(i + 1, len(slabs) - 1)]))
-        _composite(acc, blurred, rect, group_coc)
+        at_focus = IN_FOCUS_OCCLUDES and min(r_near, r_far) <= SHARP_RADIUS_PX
+        _composite(acc, blurred, rect, group_coc, at_focus)
     inner = (slice(margin, th - margin), slice(margin, tw - margin))
     if acc is None:
         return rgb_w[halo : halo + th, halo : halo + tw][inner].astype(np.float32)
@@ -306,7 +309,7 @@ def _refine(acc: np.ndarray, scale: int, to: int, th: int, tw: int) -> np.ndarra
     return acc
 
 
-def _composite(acc, layer, rect, layer_coc) -> None:
+def _composite(acc, layer, rect, layer_coc, at_focus=False) -> None:
     """Composite the layer (premultiplied RGBA) onto `acc` on `rect`, in place.
 
     Where the layer is clearly nearer than the front surface of the composite it occludes:
@@ -314,6 +317,8 @@ def _composite(acc, layer, rect, layer_coc) -> None:
     Where its blur radius continues the front surface's, it is the same surface seen at a
     slightly different depth: it is added to the front (the two parts of a receding surface
     cover a pixel together; laid over each other they would let the background through).
+    A layer `at_focus` always occludes: every ray that reaches an in-focus pixel passes
+    through its point on the focal plane, so nothing behind an opaque in-focus point shows.
     """
     ry0, ry1, rx0, rx1 = rect
     ry1, rx1 = min(ry1, acc.shape[0]), min(rx1, acc.shape[1])
@@ -330,8 +335,11 @@ def _composite(acc, layer, rect, layer_coc) -> None:
     target = acc[ry0:ry1, rx0:rx1]
     front_cover = target[..., 3]
     front_coc = target[..., 4] / np.maximum(front_cover, _EMPTY)
-    o = occludes(np.float32(layer_coc), front_coc).astype(np.float32, copy=False)
-    o[front_cover <= 1e-4] = 1.0
+    if at_focus:
+        o = np.ones_like(front_cover)
+    else:
+        o = occludes(np.float32(layer_coc), front_coc).astype(np.float32, copy=False)
+        o[front_cover <= 1e-4] = 1.0
     # The occluded share o of the front moves behind, without changing what the composite
     # shows (front + (1 − front coverage)·behind), so a layer that covers nothing here
     # changes nothing: behind ← (o·front + (1 − front coverage)·behind) / (1 − (1 − o)·front
