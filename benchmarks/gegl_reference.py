@@ -5,7 +5,7 @@ writes the arrays into a job folder, runs ``benchmarks/gegl_lens_blur.py`` in th
 and reads the JSON and the result back.  Needs root (chroot); raises
 :class:`HostRootUnavailable` where the root can't be had.
 
-    from benchmarks.gegl_reference import gegl_lens_blur_seconds, make_test_scene
+    from gegl_reference import gegl_lens_blur_seconds, make_test_scene
     image, radius = make_test_scene(4000, 3000, max_radius=64)
     res = gegl_lens_blur_seconds(image, radius)      # {"seconds": 7.1, "output": ..., ...}
 

@@ -21,18 +21,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+from PIL import Image
+
+from bokehkit.magicbokeh import bundle
+from bokehkit.magicbokeh.fast import render_fast
+from bokehkit.magicbokeh.network import load_network
+from bokehkit.magicbokeh.reference import render_reference
+from bokehkit.renderers.magicbokeh import bundle_folder, choose_device
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "core"))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bokehkit.magicbokeh import bundle  # noqa: E402
-from bokehkit.magicbokeh.fast import render_fast  # noqa: E402
-from bokehkit.magicbokeh.network import load_network  # noqa: E402
-from bokehkit.magicbokeh.reference import render_reference  # noqa: E402
-from bokehkit.renderers.magicbokeh import bundle_folder, choose_device  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

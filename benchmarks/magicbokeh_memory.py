@@ -16,24 +16,21 @@ driver, at 4096²) is real. Peak = the process's high-water mark of resident mem
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+from magicbokeh_speed import build_network
+from PIL import Image
+
+import bokehkit.magicbokeh.network as network_mod
+import bokehkit.magicbokeh.stages as stages_mod
+import bokehkit.renderers.magicbokeh as renderer_mod
+from bokehkit.pipeline import RenderSettings, render_file
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "core"))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from magicbokeh_speed import build_network  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import bokehkit.magicbokeh.network as network_mod  # noqa: E402
-import bokehkit.magicbokeh.stages as stages_mod  # noqa: E402
-import bokehkit.renderers.magicbokeh as renderer_mod  # noqa: E402
-from bokehkit.pipeline import RenderSettings, render_file  # noqa: E402
 
 
 def _status_kib(field: str) -> int:

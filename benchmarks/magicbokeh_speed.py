@@ -21,19 +21,15 @@ import datetime
 import json
 import os
 import platform
-import sys
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "core"))
+import torch
 
-import torch  # noqa: E402
-
-from bokehkit.magicbokeh import fast  # noqa: E402
-from bokehkit.magicbokeh import reference as ref  # noqa: E402
-from bokehkit.magicbokeh.network import (  # noqa: E402
+from bokehkit.magicbokeh import fast
+from bokehkit.magicbokeh import reference as ref
+from bokehkit.magicbokeh.network import (
     BOKEH_LAYER,
     BokehLoRA,
     MagicBokehNetwork,
@@ -42,7 +38,9 @@ from bokehkit.magicbokeh.network import (  # noqa: E402
     build_unet,
     build_vae,
 )
-from bokehkit.magicbokeh.stages import TorchStages  # noqa: E402
+from bokehkit.magicbokeh.stages import TorchStages
+
+REPO = Path(__file__).resolve().parents[1]
 
 # SD 2.1-base (spec §3.1): the real channel counts.
 UNET = dict(

@@ -44,12 +44,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "core"))
+from bokehkit import subject
+from bokehkit.colour import srgb_to_linear
+from bokehkit.models import ModelStore
 
-from bokehkit import subject  # noqa: E402
-from bokehkit.colour import srgb_to_linear  # noqa: E402
-from bokehkit.models import ModelStore  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 REAL, RANDOM = "real", "random"
 

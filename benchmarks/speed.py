@@ -25,18 +25,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.gegl_reference import (  # noqa: E402
+from gegl_reference import (
     HostRootUnavailable,
     gegl_lens_blur_seconds,
     make_test_scene,
 )
-from bokehkit.progress import Progress  # noqa: E402
-from bokehkit.renderers.base import RenderJob  # noqa: E402
-from bokehkit.renderers.classical import ClassicalRenderer  # noqa: E402
+
+from bokehkit.progress import Progress
+from bokehkit.renderers.base import RenderJob
+from bokehkit.renderers.classical import ClassicalRenderer
+
+REPO = Path(__file__).resolve().parents[1]
 
 WIDTH, HEIGHT = 4000, 3000
 GATHER_CROP = 256

@@ -45,13 +45,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "core"))
+from bokehkit.colour import linear_to_srgb, srgb_to_linear
+from bokehkit.models import ModelStore
+from bokehkit.sr import realesrgan
+from bokehkit.upscale import resize_plane, upscale_linear
 
-from bokehkit.colour import linear_to_srgb, srgb_to_linear  # noqa: E402
-from bokehkit.models import ModelStore  # noqa: E402
-from bokehkit.sr import realesrgan  # noqa: E402
-from bokehkit.upscale import resize_plane, upscale_linear  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BORDER = 4
 DETAILS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -16,7 +16,6 @@ from PIL import Image
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
 pytest.importorskip("PyQt6.QtWidgets", reason="PyQt6 is in requirements/gui.txt")
 
 from bokehkit_plugin import rawbuffer, schema  # noqa: E402
@@ -231,9 +230,8 @@ def _sample_request(job_dir: Path) -> dict:
 def test_live_preview_and_screenshot(qapp, tmp_path):
     """The dialog as GIMP users see it, with a preview rendered by the engine in-process;
     the screenshot goes to docs/img/dialog.png."""
-    from bokehkit_plugin.ui.dialog import BokehDialog
-
     from bokehkit import server
+    from bokehkit_plugin.ui.dialog import BokehDialog
 
     request = _sample_request(tmp_path)
     inputs = server.dialog_inputs(request, tmp_path)

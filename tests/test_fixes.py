@@ -17,12 +17,10 @@ from bokehkit.models import ModelStore
 from bokehkit.models import store as store_mod
 from bokehkit.models.manifest import parse_manifest
 from bokehkit.progress import Progress
+from bokehkit_plugin import rawbuffer
+from bokehkit_plugin.client import EngineClient, EngineError
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
-
-from bokehkit_plugin import rawbuffer  # noqa: E402
-from bokehkit_plugin.client import EngineClient, EngineError  # noqa: E402
 
 REAL_ENGINE = [sys.executable, "-m", "bokehkit"]
 ENGINE_ENV = {"PYTHONPATH": str(REPO / "core")}

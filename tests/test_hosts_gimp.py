@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
+import hostkit
 import numpy as np
 import pytest
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
-import hostkit  # noqa: E402
 
 PLUGIN_DIR = hostkit.REPO / "gimp" / "bokehkit-gimp"
 # GIMP argument values and the same as schema params for the CLI
@@ -380,7 +377,6 @@ def test_gimp_reshow_on_a_result_reedits_and_says_why_focus_moved(gimp_mouse):
 
 
 def test_gimp_slider_snaps_and_settings_persist_between_sessions(gimp_mouse):
-    sys.path.insert(0, str(hostkit.PLUGIN_PKG.parent))
     from bokehkit_plugin.ui.controls import THIRD_STOPS
 
     r, out, logs = gimp_mouse

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
+import hostkit
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
-import hostkit  # noqa: E402
 
 KRITA_DIR = hostkit.REPO / "krita"
 PARAMS = {
@@ -398,7 +395,6 @@ def test_krita_buttons_stay_put_and_cancel_hits(krita_mouse):
 
 
 def test_krita_slider_in_third_stops_and_focal_back_to_auto(krita_mouse):
-    sys.path.insert(0, str(hostkit.PLUGIN_PKG.parent))
     from bokehkit_plugin.ui.controls import THIRD_STOPS
 
     r, steps, out, log = krita_mouse

@@ -12,10 +12,9 @@ from unittest import mock
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
+from bokehkit_plugin import rawbuffer, schema
 
-from bokehkit_plugin import rawbuffer, schema  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str, path: Path):
@@ -524,7 +523,6 @@ def test_gimp_paint_depth_fix_adds_a_channel_to_paint_and_renders_nothing(gimp_p
 def test_engine_dialog_uses_the_photos_own_file_for_the_phone_depth(tmp_path, monkeypatch):
     """The dialog's "Phone's depth…" in the engine: the photo GIMP opened, when it can hold a
     phone's depth, is used at once (no file chooser); the render then gets it too."""
-    sys.path.insert(0, str(REPO / "core"))
     from bokehkit.dialog_fixes import DialogFixes, phone_photo
 
     photo = tmp_path / "IMG_0001.jpg"

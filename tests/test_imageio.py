@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import struct
-import sys
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-try:
-    import bokehkit  # noqa: F401
-except ImportError:  # running from a plain checkout without an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
-
 import tifffile
+from PIL import Image
 
 from bokehkit import colour, imageio
 from bokehkit.errors import BokehkitError

@@ -246,7 +246,6 @@ def _copytree(a: Path, b: Path) -> None:
 KILLER = textwrap.dedent(
     """
     import json, os, shutil, sys
-    sys.path.insert(0, {core!r})
     from bokehkit import install_plugins as ip
     n = [0]
     real = shutil.copyfile
@@ -264,7 +263,7 @@ KILLER = textwrap.dedent(
 
 def _killed_install(host, after: int) -> None:
     code = KILLER.format(
-        core=str(REPO / "core"), after=after, env=json.dumps(dict(host.env)),
+        after=after, env=json.dumps(dict(host.env)),
         engine=ENGINE, src=str(REPO),
     )  # fmt: skip
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -10,16 +10,13 @@ where the root cannot be had."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
+import hostkit
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
-import hostkit  # noqa: E402
 
 PY = hostkit.VENV / "bin" / "python"
 INSTALL = f"{PY} -m bokehkit install-plugins"

@@ -13,14 +13,13 @@ import sys
 import tarfile
 from pathlib import Path
 
+import build_release
 import pytest
+import setup_engine
 
 from bokehkit import install_plugins as ip
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "installer"))
-import build_release  # noqa: E402
-import setup_engine  # noqa: E402
 
 # Krita's own "Import Python Plugin from File" code, where the Debian 13 root has it
 KRITA_IMPORTER = Path(

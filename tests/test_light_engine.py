@@ -13,13 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import build_light_engine as ble
 import numpy as np
 import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "installer"))
-import build_light_engine as ble  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +100,6 @@ def test_frozen_engine_renders_magicbokeh_over_onnx(engine, tmp_path):
     full install, and its result matches the torch runtime's."""
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
-    sys.path.insert(0, str(REPO / "tests"))
     from magicbokeh_fixtures import make_bundle, write_focus_scene
 
     from bokehkit.cli import main

@@ -6,14 +6,12 @@ zoom, pan and before/after, the depth view, the depth range's two handles, third
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
 pytest.importorskip("PyQt6.QtWidgets", reason="PyQt6 is in requirements/gui.txt")
 
 from bokehkit_plugin import schema  # noqa: E402

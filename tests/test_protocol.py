@@ -17,18 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
-
-from bokehkit_plugin import config, rawbuffer, schema  # noqa: E402
-from bokehkit_plugin.client import (  # noqa: E402
+from bokehkit import rawbuffer as engine_rb
+from bokehkit_plugin import config, rawbuffer, schema
+from bokehkit_plugin.client import (
     Cancelled,
     EngineBusy,
     EngineClient,
     EngineError,
 )
 
-from bokehkit import rawbuffer as engine_rb  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 REAL_ENGINE = [sys.executable, "-m", "bokehkit"]
 ENGINE_ENV = {"PYTHONPATH": str(REPO / "core")}  # the client scrubs PYTHONPATH, then adds this

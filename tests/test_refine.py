@@ -17,12 +17,10 @@ from bokehkit.cli import main
 from bokehkit.depth_view import FOCAL_PLANE_SRGB, RAMP_SRGB
 from bokehkit.errors import BokehkitError
 from bokehkit.refine import FocusRange, parse_focus_range, push_away
+from bokehkit_plugin import rawbuffer, schema
+from bokehkit_plugin.client import EngineClient, EngineError
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
-
-from bokehkit_plugin import rawbuffer, schema  # noqa: E402
-from bokehkit_plugin.client import EngineClient, EngineError  # noqa: E402
 
 H, W = 90, 150
 # Three cards at 1 m, 2 m and 8 m (columns), textured so that any blur shows.

@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bokehkit import server
+from bokehkit_plugin import rawbuffer
+from bokehkit_plugin.client import Cancelled, EngineClient, EngineError
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
-
-from bokehkit_plugin import rawbuffer  # noqa: E402
-from bokehkit_plugin.client import Cancelled, EngineClient, EngineError  # noqa: E402
-
-from bokehkit import server  # noqa: E402
 
 REAL_ENGINE = [sys.executable, "-m", "bokehkit"]
 ENGINE_ENV = {"PYTHONPATH": str(REPO / "core")}
@@ -430,7 +428,6 @@ def test_the_newest_preview_wins_over_one_still_cancelling(tmp_path):
 def test_the_engine_outlives_the_thread_that_started_it_and_not_the_process(tmp_path):
     script = f"""
 import sys, threading, time
-sys.path.insert(0, {str(REPO / "plugin")!r})
 from bokehkit_plugin.client import EngineClient
 client = EngineClient({REAL_ENGINE!r}, {ENGINE_ENV!r}, {str(tmp_path)!r})
 # Krita starts engines from worker threads that end after their job.
@@ -494,7 +491,6 @@ def test_engine_results_are_unchanged_through_job_folders(tmp_path):
 
 KILLED_HOST = """
 import sys
-sys.path.insert(0, {plugin!r})
 from bokehkit_plugin import rawbuffer
 from bokehkit_plugin.client import EngineClient
 w, h = 1600, 1200
@@ -515,9 +511,7 @@ def test_a_killed_host_leaves_no_job_or_scratch_folder(tmp_path):
     jobs.mkdir()
     scratch.mkdir()
     env = {**ENGINE_ENV, "TMPDIR": str(scratch)}
-    script = KILLED_HOST.format(
-        plugin=str(REPO / "plugin"), engine=REAL_ENGINE, env=env, jobs=str(jobs)
-    )
+    script = KILLED_HOST.format(engine=REAL_ENGINE, env=env, jobs=str(jobs))
     host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     engine_pid = int(host.stdout.readline())
     try:

@@ -18,10 +18,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugin"))
+from bokehkit_plugin import rawbuffer
 
-from bokehkit_plugin import rawbuffer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CLIENTS = int(os.environ.get("SOAK_CLIENTS", "800"))
 PARALLEL = int(os.environ.get("SOAK_PARALLEL", "16"))

@@ -621,15 +621,10 @@ DIALOG_PREVIEW_PX = 640
 
 
 def _plugin_ui():
-    """The shared Qt dialog (plugin/bokehkit_plugin/ui), importable from the engine."""
-    try:
-        from bokehkit_plugin.ui import dialog
-    except ImportError:
-        # A development checkout: the plug-in package sits beside core/.
-        plugin_dir = Path(__file__).resolve().parents[2] / "plugin"
-        if (plugin_dir / "bokehkit_plugin").is_dir() and str(plugin_dir) not in sys.path:
-            sys.path.append(str(plugin_dir))
-        from bokehkit_plugin.ui import dialog
+    """The shared Qt dialog (plugin/bokehkit_plugin/ui, installed with the engine); imported
+    only when a dialog is shown, because it needs PyQt."""
+    from bokehkit_plugin.ui import dialog
+
     return dialog
 
 

@@ -22,17 +22,15 @@ Lens: the view is 741 px wide at f = 995 px, a 40.8° horizontal field of view, 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "core"))
+from bokehkit.pipeline import RenderSettings, render_file
 
-from bokehkit.pipeline import RenderSettings, render_file  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 FOCAL_PX, BASELINE_M, DOFFS_PX = 994.978, 0.193001, 31.086
 SENSOR_MM = 36.0
