@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "core"))
+sys.path[:0] = [str(REPO / "core"), str(REPO / "plugin")]  # stdlib-only parts, by path
 
 from bokehkit import __version__  # noqa: E402
 from bokehkit.install_plugins import is_executable_entry, plugin_files  # noqa: E402

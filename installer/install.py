@@ -11,8 +11,10 @@ without the engine's packages: standard library only. The same code as
 import sys
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parents[1] / "core"
-sys.path.insert(0, str(CORE))
+# Run from a checkout or a release without the engine installed: the installer and the
+# plug-ins' shared code are standard library only, loaded from their folders.
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "core"), str(REPO / "plugin")]
 
 from bokehkit.install_plugins import main  # noqa: E402
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REQ = REPO / "requirements"
-sys.path.insert(0, str(REPO / "core"))
+sys.path[:0] = [str(REPO / "core"), str(REPO / "plugin")]  # stdlib-only parts, by path
 
 from bokehkit.install_plugins import Host  # noqa: E402
 

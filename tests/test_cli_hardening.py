@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,11 +69,13 @@ def test_engine_params_refuse_nan_and_inf():
 
     from bokehkit.errors import BokehkitError
     from bokehkit.server import settings_from_params
+    from bokehkit_plugin import schema
 
     inputs = SimpleNamespace(depth_path=None, mask=None, image=SimpleNamespace(size=(8, 6)))
     for name in ("highlights", "grain", "blade_rotation", "aperture", "focus_x"):
+        label = schema.BY_NAME[name].label
         for bad in (float("nan"), float("inf"), 10**400):
-            with pytest.raises(BokehkitError, match=f"{name} must be a finite number"):
+            with pytest.raises(BokehkitError, match=f"{re.escape(label)}: .*not a .*number"):
                 settings_from_params({"focus_source": "point", name: bad}, inputs)
 
 

@@ -223,6 +223,22 @@ def test_config_dirs_match_platformdirs_conventions():
     assert config.user_config_dir("win32", env).endswith("bokehkit" + os.sep + "bokehkit")
 
 
+@pytest.mark.parametrize("platform", ["linux", "darwin", "win32"])
+@pytest.mark.parametrize("xdg", ["", "/x", "relative/cfg", " "])
+def test_installer_writes_the_engine_config_where_the_plugins_read_it(platform, xdg):
+    """One function for the folder: the installer's engine.json is the plug-ins' config, a
+    relative XDG_CONFIG_HOME included (ignored by both, as the XDG specification says)."""
+    from bokehkit.install_plugins import Host
+
+    env = {"HOME": "/h", "USERPROFILE": "/u", "XDG_CONFIG_HOME": xdg, "XDG_DATA_HOME": xdg}
+    host = Host(platform, env)
+    assert str(host.config_dir()) == config.user_config_dir(platform, env)
+    assert str(host.data_dir()) == config.user_data_dir(platform, env)
+    if platform == "linux":
+        want = "/x/bokehkit" if xdg == "/x" else "/h/.config/bokehkit"
+        assert config.user_config_dir(platform, env) == want
+
+
 def test_schema_fills_defaults_and_rejects_bad_values():
     values = schema.validate({"aperture": 1.4})
     assert values["aperture"] == 1.4 and values["highlights"] == 40.0 and values["grain"] == 1.0
@@ -245,13 +261,15 @@ def test_schema_fills_defaults_and_rejects_bad_values():
 
 
 def test_schema_upscaler_and_detail_follow_the_engine():
-    from bokehkit import server
+    from bokehkit.renderers import ENGINES
     from bokehkit.sr import realesrgan
+    from bokehkit.upscale import UPSCALERS
 
     values = schema.validate({})
     assert values["upscaler"] == "classical" and values["sr_detail"] == 0.25
     upscaler, detail = schema.BY_NAME["upscaler"], schema.BY_NAME["sr_detail"]
-    assert upscaler.choices == server.UPSCALERS  # what the engine accepts
+    assert set(upscaler.choices) == set(UPSCALERS)  # what the engine has
+    assert set(schema.BY_NAME["engine"].choices) == set(ENGINES)
     assert upscaler.choice_labels == ("Classical", "Real-ESRGAN (AI)")
     assert detail.default == realesrgan.DETAIL  # the CLI's --sr-detail default
     assert (detail.minimum, detail.maximum) == (0.0, 1.0)
@@ -278,12 +296,14 @@ def test_engine_maps_upscaler_and_detail_to_render_settings():
     assert learned.upscaler == "realesrgan" and learned.upscaler_options == {"detail": 0.6}
     default = settings_from_params({**auto, "upscaler": "realesrgan"}, _inputs())
     assert default.upscaler_options == {"detail": schema.BY_NAME["sr_detail"].default}
-    for bad, words in (
-        ({"upscaler": "realesrgan", "sr_detail": 1.5}, r"sr_detail \(AI detail\).*not 1.5"),
-        ({"upscaler": "realesrgan", "sr_detail": float("nan")}, r"sr_detail \(AI detail\)"),
-        ({"upscaler": "classical", "sr_detail": -1}, r"sr_detail \(AI detail\).*not -1"),
-        ({"upscaler": "realesrgan", "sr_detail": "crisp"}, "sr_detail must be a number"),
-        ({"upscaler": "esrgan"}, "upscaler must be classical or realesrgan, not 'esrgan'"),
+    for bad, words in (  # the schema's own messages: the engine checks with it
+        ({"upscaler": "realesrgan", "sr_detail": 1.5}, "AI detail: 1.5 is outside 0–1"),
+        ({"upscaler": "realesrgan", "sr_detail": float("nan")}, "AI detail: not a number"),
+        ({"upscaler": "classical", "sr_detail": -1}, "AI detail: -1 is outside 0–1"),
+        ({"upscaler": "realesrgan", "sr_detail": "crisp"}, "AI detail: expected a number"),
+        ({"upscaler": "esrgan"}, "Upscaler: 'esrgan' is not one of classical, realesrgan"),
+        ({"aperture": 0.5}, "Aperture .*: 0.5 is outside 0.95–22"),
+        ({"apperture": 2}, "unknown parameter"),
     ):
         with pytest.raises(BokehkitError, match=words):
             settings_from_params({**auto, **bad}, _inputs())
@@ -532,7 +552,8 @@ def test_inline_buffers_for_remote_engines():
         env={**os.environ, **ENGINE_ENV},
     )  # fmt: skip
     data = base64.b64encode(rawbuffer.to_bytes(image)).decode()
-    request = {"type": "render", "id": "X", "inline": True, "image": data, "params": {}}
+    request = {"type": "render", "id": "X", "inline": True, "image": data,
+               "params": {"focus_source": "auto"}}  # fmt: skip
     engine.stdin.write((json.dumps(request) + "\n").encode())
     engine.stdin.flush()
     event = {"type": "progress"}

@@ -39,6 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bokehkit_plugin import config
+
 APP = "bokehkit"
 GIMP_VERSIONS = ("3.0", "3.2")
 GIMP_PLUGIN = "bokehkit-gimp"
@@ -78,15 +80,10 @@ class Host:
         return self.platform == "darwin"
 
     def home(self) -> Path:
-        if self.windows:
-            h = self.env.get("USERPROFILE") or self.env.get("HOME")
-        else:
-            h = self.env.get("HOME")
-        return Path(h) if h else Path.home()
+        return Path(config.home_dir(self.platform, self.env))
 
     def xdg(self, var: str, default: str) -> Path:
-        value = self.env.get(var, "").strip()
-        return Path(value) if value and os.path.isabs(value) else self.home() / default
+        return Path(config.xdg_dir(var, default, self.platform, self.env))
 
     def appdata(self) -> Path:  # %APPDATA% (Roaming)
         v = self.env.get("APPDATA")
@@ -97,20 +94,12 @@ class Host:
         return Path(v) if v else self.home() / "AppData" / "Local"
 
     def config_dir(self) -> Path:
-        """platformdirs.user_config_dir("bokehkit"), as plugin/bokehkit_plugin/config.py."""
-        if self.windows:
-            return self.localappdata() / APP / APP
-        if self.mac:
-            return self.home() / "Library" / "Application Support" / APP
-        return self.xdg("XDG_CONFIG_HOME", ".config") / APP
+        """Where engine.json goes: the plug-ins read it from the same function."""
+        return Path(config.user_config_dir(self.platform, self.env))
 
     def data_dir(self) -> Path:
         """platformdirs.user_data_dir("bokehkit") (models live under it)."""
-        if self.windows:
-            return self.localappdata() / APP / APP
-        if self.mac:
-            return self.home() / "Library" / "Application Support" / APP
-        return self.xdg("XDG_DATA_HOME", ".local/share") / APP
+        return Path(config.user_data_dir(self.platform, self.env))
 
 
 @dataclass(frozen=True)

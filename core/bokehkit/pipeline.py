@@ -19,6 +19,7 @@ from . import focus as focus_mod
 from . import refine
 from .aperture import Aperture
 from .depth_edges import snap_depth_edges
+from .depth_models.specs import PREFERENCE
 from .errors import BokehkitError
 from .grain import add_grain, estimate_noise
 from .highlights import DEFAULT_GAIN, recover_highlights
@@ -419,13 +420,8 @@ def _embedded_depth(image: LoadedImage, width: int, height: int, report: RenderR
     return depth
 
 
-#: Depth models tried, best first (depth_models.specs.PREFERENCE, which needs its package).
-DEPTH_MODEL_IDS = (
-    "depth-anything-v2-large",
-    "dadepth",
-    "depth-anything-v2-base",
-    "depth-anything-v2-small",
-)
+#: Depth models tried, best first: the networks' own list (depth_models/specs.py).
+DEPTH_MODEL_IDS = PREFERENCE
 
 
 def _depth_preference(engine: str) -> tuple[str, ...]:

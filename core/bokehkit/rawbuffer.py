@@ -4,8 +4,9 @@ A buffer is ``b"BKRAW1\\n" + <one line of JSON header> + b"\\n" + <pixels>``. Th
 reads and writes them, and turns an image buffer into a `LoadedImage` (linear light, code
 values and an encoding to write the result back the same way) and back.
 
-The plug-ins have their own stdlib-only copy of the format in
-``plugin/bokehkit_plugin/rawbuffer.py``; both follow the same header rules.
+The format's rules (magic, channels, dtypes, orders, transfers, the header check) are
+written once, in the stdlib-only ``plugin/bokehkit_plugin/rawbuffer.py`` that the plug-ins
+use too; this module adds the numpy side and the engine's pixel limit.
 """
 
 from __future__ import annotations
@@ -19,18 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bokehkit_plugin import rawbuffer as contract
+from bokehkit_plugin.rawbuffer import CHANNELS, MAGIC, MAX_HEADER
+
 from .colour import LINEAR, SRGB, linear_to_srgb, srgb_to_linear
 from .errors import BokehkitError
 from .imageio import LoadedImage, SourceEncoding
 from .limits import check_pixels
-
-MAGIC = b"BKRAW1\n"
-CHANNELS = {"RGBA": 4, "RGB": 3, "Y": 1, "YA": 2}
-DTYPES = ("uint8", "uint16", "float16", "float32")
-ORDERS = ("RGBA", "BGRA")
-TRANSFERS = ("linear", "srgb")
-# Headers are a few hundred bytes; anything longer is not a buffer.
-_MAX_HEADER = 4096
 
 
 @dataclass
@@ -65,26 +61,17 @@ class RawBuffer:
 
 
 def parse_header(header: dict, name: str = "buffer") -> tuple[int, int, str, str, str, str, str]:
-    """Check a header; returns (width, height, channels, order, dtype, transfer, byteorder)."""
+    """Check a header (the format's rules, then the engine's pixel limit); returns (width,
+    height, channels, order, dtype, transfer, byteorder)."""
     try:
-        w, h = int(header["width"]), int(header["height"])
-        channels, dtype = header["channels"], header["dtype"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BokehkitError(f"{name}: header lacks a valid {exc}") from None
-    order = header.get("order", "RGBA")
-    transfer = header.get("transfer", "srgb")
-    byteorder = header.get("byteorder", "little")
-    check_pixels(w, h, name)
-    for key, value, allowed in (
-        ("channels", channels, tuple(CHANNELS)),
-        ("order", order, ORDERS),
-        ("dtype", dtype, DTYPES),
-        ("transfer", transfer, TRANSFERS),
-        ("byteorder", byteorder, ("little", "big")),
-    ):
-        if value not in allowed:
-            raise BokehkitError(f"{name}: {key} {value!r} is not one of {', '.join(allowed)}")
-    return w, h, channels, order, dtype, transfer, byteorder
+        checked = contract.check_header(header, name)
+    except contract.BufferError as exc:
+        raise BokehkitError(str(exc)) from None
+    check_pixels(checked.width, checked.height, name)
+    return (
+        checked.width, checked.height, checked.channels, checked.order, checked.dtype,
+        checked.transfer, checked.byteorder,
+    )  # fmt: skip
 
 
 @dataclass
@@ -126,7 +113,7 @@ def _layout(head: bytes, name: str) -> _Layout:
     """Parse the magic and header at the start of a buffer (`head`: its first bytes)."""
     if head[: len(MAGIC)] != MAGIC:
         raise BokehkitError(f"{name}: not a BKRAW1 buffer")
-    end = head[len(MAGIC) : len(MAGIC) + _MAX_HEADER].find(b"\n")
+    end = head[len(MAGIC) : len(MAGIC) + MAX_HEADER].find(b"\n")
     if end < 0:
         raise BokehkitError(f"{name}: BKRAW1 header is not terminated")
     start = len(MAGIC) + end + 1
@@ -134,8 +121,6 @@ def _layout(head: bytes, name: str) -> _Layout:
         header = json.loads(head[len(MAGIC) : start - 1])
     except (ValueError, RecursionError):
         raise BokehkitError(f"{name}: BKRAW1 header is not JSON") from None
-    if not isinstance(header, dict):
-        raise BokehkitError(f"{name}: BKRAW1 header is not a JSON object")
     w, h, channels, order, dtype, transfer, byteorder = parse_header(header, name)
     stored = np.dtype(dtype).newbyteorder("<" if byteorder == "little" else ">")
     return _Layout(start, w, h, channels, order, dtype, transfer, stored)
@@ -144,7 +129,7 @@ def _layout(head: bytes, name: str) -> _Layout:
 def from_bytes(data: bytes | memoryview, name: str = "buffer") -> RawBuffer:
     """Decode a whole buffer held in memory."""
     data = memoryview(data)
-    layout = _layout(bytes(data[: len(MAGIC) + _MAX_HEADER]), name)
+    layout = _layout(bytes(data[: len(MAGIC) + MAX_HEADER]), name)
     layout.check_length(len(data) - layout.start, name)
     return layout.native(np.frombuffer(data, layout.stored, layout.count, layout.start))
 
@@ -155,7 +140,7 @@ def read_buffer_from(f, name: str) -> RawBuffer:
     info = os.fstat(f.fileno())
     if not stat.S_ISREG(info.st_mode):
         raise BokehkitError(f"{name}: not a regular file")
-    layout = _layout(f.read(len(MAGIC) + _MAX_HEADER), name)
+    layout = _layout(f.read(len(MAGIC) + MAX_HEADER), name)
     layout.check_length(info.st_size - layout.start, name)
     f.seek(layout.start)
     pixels = np.empty(layout.count, layout.stored)

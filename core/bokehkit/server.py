@@ -24,13 +24,14 @@ from typing import BinaryIO
 
 import numpy as np
 
+from bokehkit_plugin import schema
+
 from . import __version__, jobdirs, lifetime, protocol
 from . import rawbuffer as rb
 from .errors import BokehkitError
 from .imageio import LoadedImage, encode_linear
 from .jobdirs import JobFolders
 from .pipeline import (
-    VIEWS,
     RenderReport,
     RenderSettings,
     encode_result,  # the same write-back as `bokehkit render`
@@ -45,10 +46,8 @@ log = logging.getLogger("bokehkit.server")
 PREVIEW_MAX_PX = 512
 # Progress lines are throttled: a 12 MP render has hundreds of tiles.
 PROGRESS_INTERVAL_S = 0.1
-FOCUS_SOURCES = ("mask", "point", "auto", "range")
 #: Events that end a job.
 FINAL_EVENTS = ("result", "error", "cancelled", "dialog_result", "dialog_cancelled", "installed")
-UPSCALERS = ("classical", "realesrgan")
 
 
 # ------------------------------------------------------------------ request -> render
@@ -154,9 +153,9 @@ def shrink(inputs: Inputs, max_px: int) -> Inputs:
     return replace(inputs, image=small, mask=plane(inputs.mask), blur=plane(inputs.blur))
 
 
-def _num(params: dict, name: str, default: float, finite: bool = True) -> float:
-    """A number parameter; NaN and infinities are refused unless the caller's own range
-    check refuses them (`finite=False`), with its better message."""
+def _num(params: dict, name: str, default: float) -> float:
+    """A number outside the render parameters (e.g. preview_max_px); NaN and infinities are
+    refused."""
     value = params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BokehkitError(f"parameter {name} must be a number, not {value!r}")
@@ -164,43 +163,43 @@ def _num(params: dict, name: str, default: float, finite: bool = True) -> float:
         number = float(value)
     except OverflowError:
         number = math.inf
-    if finite and not math.isfinite(number):
+    if not math.isfinite(number):
         raise BokehkitError(f"parameter {name} must be a finite number, not {value!r:.40}")
     return number
 
 
+def check_params(params: dict | None) -> dict:
+    """The request's render parameters checked against the plug-ins' schema
+    (plugin/bokehkit_plugin/schema.py): every name, default, choice and range is the one the
+    panel and the GIMP arguments show; missing ones take their defaults."""
+    try:
+        return schema.validate(params)
+    except schema.ParamError as exc:
+        raise BokehkitError(str(exc)) from None
+
+
 def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
-    """Map the plug-in schema's names (plugin/bokehkit_plugin/schema.py) to RenderSettings."""
-    focus_source = params.get("focus_source", "auto")
-    if focus_source not in FOCUS_SOURCES:
-        raise BokehkitError(f"focus_source must be mask, point or auto, not {focus_source!r}")
+    """Map the schema's names (plugin/bokehkit_plugin/schema.py), checked by it, to
+    RenderSettings."""
+    values = check_params(params)
     settings = RenderSettings(
-        engine=str(params.get("engine", "classical")),
+        engine=values["engine"],
         depth_path=inputs.depth_path,
-        f_number=_num(params, "aperture", 2.0),
-        focal_length_mm=_num(params, "focal_length", 0.0) or None,  # 0: EXIF, else 50
-        sr_factor=int(_num(params, "sr_factor", 1)),
-        blades=int(_num(params, "blades", 0)),
-        blade_rotation_deg=_num(params, "blade_rotation", 0.0),
-        highlight_gain=_num(params, "highlights", 40.0),
-        grain=_num(params, "grain", 1.0),
-        upscaler=str(params.get("upscaler", "classical")),
+        f_number=values["aperture"],
+        focal_length_mm=values["focal_length"] or None,  # 0: EXIF, else 50
+        sr_factor=values["sr_factor"],
+        blades=values["blades"],
+        blade_rotation_deg=values["blade_rotation"],
+        highlight_gain=values["highlights"],
+        grain=values["grain"],
+        upscaler=values["upscaler"],
     )
-    if settings.f_number <= 0:
-        raise BokehkitError(f"aperture must be a positive f-number, not {settings.f_number:g}")
-    if settings.upscaler not in UPSCALERS:
-        raise BokehkitError(f"upscaler must be classical or realesrgan, not {settings.upscaler!r}")
-    sr_detail = _num(params, "sr_detail", realesrgan.DETAIL, finite=False)
-    if not 0.0 <= sr_detail <= 1.0:  # NaN fails too
-        raise BokehkitError(
-            f"sr_detail (AI detail) must be from 0 (a Lanczos upscale) to 1 (the network "
-            f"alone), not {sr_detail:g}"
-        )
     if settings.upscaler == "realesrgan":  # the classical upscaler takes no options
-        settings.upscaler_options = {"detail": sr_detail}
+        settings.upscaler_options = {"detail": values["sr_detail"]}
     settings.blur_mask = getattr(inputs, "blur", None)
     if getattr(inputs, "depth_photo", None) and not inputs.depth_path:
         settings.depth_from_photo = inputs.depth_photo
+    focus_source = values["focus_source"]
     if focus_source == "mask":
         if inputs.mask is None:
             raise BokehkitError(
@@ -210,13 +209,12 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
         settings.focus_mask = inputs.mask
     elif focus_source == "range":
         # fractions of the photo's depth, 0 = nearest: the dialog's two handles
-        near, far = _num(params, "focus_near", 0.0), _num(params, "focus_far", 0.0)
+        near, far = values["focus_near"], values["focus_far"]
         settings.focus_range = check_focus_range(FocusRange(near, far))
     elif focus_source == "point":
         # focus_x/focus_y are fractions of the image, so they survive preview downscaling.
         w, h = inputs.image.size
-        fx = min(max(_num(params, "focus_x", 0.5), 0.0), 1.0)
-        fy = min(max(_num(params, "focus_y", 0.5), 0.0), 1.0)
+        fx, fy = values["focus_x"], values["focus_y"]
         settings.focus_point = (min(fx * w, w - 1), min(fy * h, h - 1))
     return settings
 
@@ -227,9 +225,7 @@ def render_inputs(
     """Render the bokeh, or the depth view (params "output": "depth"); returns code values
     (RGB order), alpha and the report."""
     settings = settings_from_params(params, inputs)
-    view = {"bokeh": "bokeh", "depth": "depth"}.get(params.get("output", "bokeh"))
-    if view is None:
-        raise BokehkitError(f"output must be one of {', '.join(VIEWS)}, not {params['output']!r}")
+    view = check_params(params)["output"]
     linear, report, factor = render_view(inputs.image, settings, progress, view)
     progress.update(1.0, "writing the result")
     encoded, alpha = encode_result(inputs.image, linear, factor)

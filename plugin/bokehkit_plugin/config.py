@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 
 ENV_VAR = "BOKEHKIT_ENGINE"
 APP = "bokehkit"
@@ -21,24 +22,63 @@ class EngineNotConfigured(RuntimeError):
     """Neither BOKEHKIT_ENGINE nor the config file says how to start the engine."""
 
 
-def user_config_dir(platform: str | None = None, env: dict | None = None) -> str:
-    """platformdirs.user_config_dir("bokehkit") for Linux/BSD, Windows and macOS."""
+def home_dir(platform: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The user's home folder: USERPROFILE (Windows) or HOME, else what Python finds."""
     platform = platform or sys.platform
     env = os.environ if env is None else env
-    home = env.get("HOME") or os.path.expanduser("~")
+    if platform.startswith("win"):
+        home = env.get("USERPROFILE") or env.get("HOME")
+    else:
+        home = env.get("HOME")
+    return home or os.path.expanduser("~")
+
+
+def xdg_dir(
+    var: str, default: str, platform: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """An XDG base folder: the variable `var` when it holds an absolute path, else `default`
+    under the home folder. A relative value is ignored, as the XDG Base Directory
+    specification says (the installer, which writes the engine's config, and the plug-ins,
+    which read it, must agree even when the host starts from another working folder)."""
+    env = os.environ if env is None else env
+    value = env.get(var, "").strip()
+    if value and os.path.isabs(value):
+        return value
+    return os.path.join(home_dir(platform, env), default)
+
+
+def _local_appdata(platform: str | None, env: Mapping[str, str]) -> str:
+    return env.get("LOCALAPPDATA") or os.path.join(home_dir(platform, env), "AppData", "Local")
+
+
+def user_config_dir(platform: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """platformdirs.user_config_dir("bokehkit") for Linux/BSD, Windows and macOS: the one
+    place the engine's config (engine.json) and the plug-ins' settings live. The installer
+    (core/bokehkit/install_plugins.py) writes there through this same function."""
+    platform = platform or sys.platform
+    env = os.environ if env is None else env
     if platform.startswith("win"):
         # platformdirs: %LOCALAPPDATA%\<appauthor>\<appname>, appauthor defaulting to appname
-        base = env.get("LOCALAPPDATA") or os.path.join(
-            env.get("USERPROFILE") or home, "AppData", "Local"
-        )
-        return os.path.join(base, APP, APP)
+        return os.path.join(_local_appdata(platform, env), APP, APP)
     if platform == "darwin":
-        return os.path.join(home, "Library", "Application Support", APP)
-    base = env.get("XDG_CONFIG_HOME", "").strip() or os.path.join(home, ".config")
-    return os.path.join(base, APP)
+        return os.path.join(home_dir(platform, env), "Library", "Application Support", APP)
+    return os.path.join(xdg_dir("XDG_CONFIG_HOME", ".config", platform, env), APP)
 
 
-def config_path(platform: str | None = None, env: dict | None = None) -> str:
+def user_data_dir(platform: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """platformdirs.user_data_dir("bokehkit"): the model store and the engine venv live
+    under it."""
+    platform = platform or sys.platform
+    env = os.environ if env is None else env
+    if platform.startswith("win"):
+        return os.path.join(_local_appdata(platform, env), APP, APP)
+    if platform == "darwin":
+        return os.path.join(home_dir(platform, env), "Library", "Application Support", APP)
+    return os.path.join(xdg_dir("XDG_DATA_HOME", ".local/share", platform, env), APP)
+
+
+def config_path(platform: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The engine's config file, engine.json, which the installer writes."""
     return os.path.join(user_config_dir(platform, env), "engine.json")
 
 

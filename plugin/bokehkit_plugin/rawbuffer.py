@@ -1,4 +1,6 @@
-"""BKRAW1 raw pixel buffers, the plug-in side (stdlib only; the engine's copy uses numpy).
+"""BKRAW1 raw pixel buffers: the format's rules (written once, here) and the plug-in side's
+reader and writer (stdlib only). The engine's numpy side, core/bokehkit/rawbuffer.py,
+checks headers with `check_header` and the constants below (docs/protocol.md).
 
 ``b"BKRAW1\\n" + <one line of JSON header> + b"\\n" + <pixels, row-major, interleaved>``
 """
@@ -15,12 +17,55 @@ from dataclasses import dataclass
 MAGIC = b"BKRAW1\n"
 CHANNELS = {"RGBA": 4, "RGB": 3, "Y": 1, "YA": 2}
 SAMPLE_BYTES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
+DTYPES = tuple(SAMPLE_BYTES)
+ORDERS = ("RGBA", "BGRA")  # the channel order of colour + alpha (Krita's integers are BGRA)
+TRANSFERS = ("linear", "srgb")
+BYTEORDERS = ("little", "big")
+#: Headers are a few hundred bytes; anything longer is not a buffer.
+MAX_HEADER = 4096
 _STRUCT = {"uint8": "B", "uint16": "H", "float16": "e", "float32": "f"}
-_MAX_HEADER = 4096
 
 
 class BufferError(ValueError):
     """A file or byte string that is not a valid BKRAW1 buffer."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """A checked BKRAW1 header."""
+
+    width: int
+    height: int
+    channels: str
+    order: str
+    dtype: str
+    transfer: str
+    byteorder: str
+
+
+def check_header(header: object, name: str = "buffer") -> Header:
+    """The header's fields, checked against the format's rules (the size is not limited
+    here: the engine applies its own pixel limit); BufferError naming `name` if bad."""
+    if not isinstance(header, dict):
+        raise BufferError(f"{name}: BKRAW1 header is not a JSON object")
+    try:
+        width, height = int(header["width"]), int(header["height"])
+        channels, dtype = header["channels"], header["dtype"]
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise BufferError(f"{name}: header lacks a valid {exc}") from None
+    order = header.get("order", "RGBA")
+    transfer = header.get("transfer", "srgb")
+    byteorder = header.get("byteorder", "little")
+    for key, value, allowed in (
+        ("channels", channels, tuple(CHANNELS)),
+        ("order", order, ORDERS),
+        ("dtype", dtype, DTYPES),
+        ("transfer", transfer, TRANSFERS),
+        ("byteorder", byteorder, BYTEORDERS),
+    ):
+        if not isinstance(value, str) or value not in allowed:
+            raise BufferError(f"{name}: {key} {value!r} is not one of {', '.join(allowed)}")
+    return Header(width, height, channels, order, dtype, transfer, byteorder)
 
 
 @dataclass
@@ -40,9 +85,9 @@ class RawImage:
             raise BufferError(f"channels {self.channels!r} is not one of {', '.join(CHANNELS)}")
         if self.dtype not in SAMPLE_BYTES:
             raise BufferError(f"dtype {self.dtype!r} is not one of {', '.join(SAMPLE_BYTES)}")
-        if self.order not in ("RGBA", "BGRA"):
+        if self.order not in ORDERS:
             raise BufferError(f"order {self.order!r} must be RGBA or BGRA")
-        if self.transfer not in ("linear", "srgb"):
+        if self.transfer not in TRANSFERS:
             raise BufferError(f"transfer {self.transfer!r} must be linear or srgb")
         if self.width <= 0 or self.height <= 0:
             raise BufferError(f"size {self.width}×{self.height} is empty")
@@ -80,29 +125,19 @@ def from_bytes(data: bytes, name: str = "buffer") -> RawImage:
     """Parse a buffer; BufferError naming `name` when it is not a valid one."""
     if not data.startswith(MAGIC):
         raise BufferError(f"{name}: not a BKRAW1 buffer")
-    end = data.find(b"\n", len(MAGIC), len(MAGIC) + _MAX_HEADER)
+    end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_HEADER)
     if end < 0:
         raise BufferError(f"{name}: BKRAW1 header is not terminated")
     try:
         header = json.loads(data[len(MAGIC) : end].decode("utf-8"))
-        width, height = int(header["width"]), int(header["height"])
-        channels, dtype = header["channels"], header["dtype"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BufferError(f"{name}: bad BKRAW1 header ({exc})") from None
+    h = check_header(header, name)
     pixels = data[end + 1 :]
-    byteorder = header.get("byteorder", "little")
-    if byteorder != sys.byteorder and SAMPLE_BYTES.get(dtype, 1) > 1:
-        pixels = _swap(pixels, dtype)
+    if h.byteorder != sys.byteorder and SAMPLE_BYTES[h.dtype] > 1:
+        pixels = _swap(pixels, h.dtype)
     try:
-        return RawImage(
-            width,
-            height,
-            pixels,
-            channels,
-            header.get("order", "RGBA"),
-            dtype,
-            header.get("transfer", "srgb"),
-        )
+        return RawImage(h.width, h.height, pixels, h.channels, h.order, h.dtype, h.transfer)
     except BufferError as exc:
         raise BufferError(f"{name}: {exc}") from None
 

@@ -1,8 +1,13 @@
-"""The render parameters as data: one schema drives the GIMP arguments, the Qt panel and
-the engine request, so a name, default or range is written down exactly once."""
+"""The render parameters as data: one schema drives the GIMP arguments, the Qt panel, the
+engine request and the engine's check of it (core/bokehkit/server.py validates every
+request with `validate`), so a name, label, default or range is written down exactly once.
+
+Standard library only: the plug-ins vendor this package.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +142,12 @@ def _check(p: Param, value: Any) -> Any:
         raise ParamError(f"{p.label}: expected a number, got {value!r}")
     if value != value:  # NaN
         raise ParamError(f"{p.label}: not a number")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON allows 1e400 as digits)
+        finite = False
+    if not finite:
+        raise ParamError(f"{p.label}: {str(value)[:40]} is not a finite number")
     if p.type == "int":
         if value != int(value):
             raise ParamError(f"{p.label}: expected a whole number, got {value!r}")
@@ -158,7 +169,25 @@ def _check(p: Param, value: Any) -> Any:
 
 
 def validate(params: dict | None) -> dict:
-    """Fill in defaults and check every value; ParamError with a readable message if bad."""
+    """Fill in defaults and check every value against the schema.
+
+    Parameters
+    ----------
+    params : dict or None
+        Parameter name → value, as a request's ``"params"`` carries them (docs/protocol.md);
+        missing names take their defaults.
+
+    Returns
+    -------
+    dict
+        Every parameter of `SCHEMA`, numbers converted to the parameter's type.
+
+    Raises
+    ------
+    ParamError
+        For an unknown name or a value outside its choices or range, naming the parameter
+        by its label and saying what is allowed.
+    """
     params = dict(params or {})
     unknown = sorted(set(params) - set(BY_NAME))
     if unknown:

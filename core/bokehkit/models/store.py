@@ -67,9 +67,9 @@ def default_store() -> Path:
     env = os.environ.get(ENV_STORE)
     if env:
         return Path(env).expanduser()
-    import platformdirs
+    from bokehkit_plugin.config import user_data_dir  # the installer's data folder too
 
-    return Path(platformdirs.user_data_dir("bokehkit")) / "models"
+    return Path(user_data_dir()) / "models"
 
 
 def install_command(model_id: str) -> str:
