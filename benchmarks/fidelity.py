@@ -292,7 +292,7 @@ def render_ours_float(
     scene: Path, meta: dict, render: dict, depth_file: Path, grain: float
 ) -> np.ndarray:
     """Our render in linear light, before it is rounded to 8 bits (for noise measurement)."""
-    from bokehkit.imageio import load_image
+    from bokehkit.io.image import load_image
     from bokehkit.pipeline import RenderSettings, render_image
 
     settings = RenderSettings(

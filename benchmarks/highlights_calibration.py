@@ -1,7 +1,7 @@
 """How well highlight recovery tells lights from bright surfaces, and how much light it gives
 back, against Cycles renders whose unclipped linear light is known (``aif_linear.npy``).
 
-For every small clipped spot that ``bokehkit.highlights.clipped_spots`` finds in ``aif.png``,
+For every small clipped spot that ``bokehkit.render.highlights.clipped_spots`` finds in ``aif.png``,
 the *true gain* is the light its core really held over what clipping left (sums of linear
 luminance over the spot). A spot is a light when its true gain exceeds 2.5. Per set:
 
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from bokehkit import highlights
+from bokehkit.render import highlights
 
 LIGHT_TRUE_GAIN = 2.5
 

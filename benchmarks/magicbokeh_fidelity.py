@@ -29,7 +29,7 @@ from bokehkit.magicbokeh import bundle
 from bokehkit.magicbokeh.fast import render_fast
 from bokehkit.magicbokeh.network import load_network
 from bokehkit.magicbokeh.reference import render_reference
-from bokehkit.renderers.magicbokeh import bundle_folder, choose_device
+from bokehkit.render.magicbokeh import bundle_folder, choose_device
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 import bokehkit.magicbokeh.network as network_mod
 import bokehkit.magicbokeh.stages as stages_mod
-import bokehkit.renderers.magicbokeh as renderer_mod
+import bokehkit.render.magicbokeh as renderer_mod
 from bokehkit.pipeline import RenderSettings, render_file
 
 REPO = Path(__file__).resolve().parents[1]

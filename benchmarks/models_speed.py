@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bokehkit import subject
-from bokehkit.colour import srgb_to_linear
-from bokehkit.models import ModelStore
+from bokehkit.io.colour import srgb_to_linear
+from bokehkit.scene import subject
+from bokehkit.store import ModelStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -279,8 +279,8 @@ def bench_realesrgan(
 # ---------------------------------------------------------------------------- depth
 def depth_net(store: ModelStore, model_id: str, backend: str) -> tuple[Callable, str]:
     """(N×3×h×w → N×h×w, weights): the installed checkpoint, else random weights."""
-    from bokehkit.depth_models import runtime, specs
-    from bokehkit.depth_models.checkpoint import build
+    from bokehkit.scene.depth_models import runtime, specs
+    from bokehkit.scene.depth_models.checkpoint import build
 
     net = specs.net(model_id)
     if model_id in store.manifest.ids and store.is_installed(model_id):
@@ -291,7 +291,7 @@ def depth_net(store: ModelStore, model_id: str, backend: str) -> tuple[Callable,
         return (lambda x: runtime.run_torch(model, x)), RANDOM
     import torch
 
-    from bokehkit.depth_models.specs import PATCH
+    from bokehkit.scene.depth_models.specs import PATCH
 
     example = torch.zeros(1, 3, 3 * PATCH, 4 * PATCH)
     gh = torch.export.Dim("grid_h", min=2, max=1024)
@@ -306,8 +306,8 @@ def bench_depth(
     store: ModelStore, sizes: list[str], megapixels: float, backends: list[str], repeat: int
 ) -> list[dict]:
     from bokehkit import onnxtools
-    from bokehkit.depth_models import runtime
-    from bokehkit.maps import resize_map
+    from bokehkit.io.maps import resize_map
+    from bokehkit.scene.depth_models import runtime
 
     linear = photo(megapixels)
     h, w = linear.shape[:2]

@@ -27,9 +27,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from bokehkit import subject
-from bokehkit.imageio import load_image
+from bokehkit.io.image import load_image
 from bokehkit.pipeline import RenderSettings, render_file
+from bokehkit.scene import subject
 
 
 def default_photos() -> list[Path]:

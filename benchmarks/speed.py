@@ -32,8 +32,8 @@ from gegl_reference import (
 )
 
 from bokehkit.progress import Progress
-from bokehkit.renderers.base import RenderJob
-from bokehkit.renderers.classical import ClassicalRenderer
+from bokehkit.render.base import RenderJob
+from bokehkit.render.classical import ClassicalRenderer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,8 @@ def peak_memory_24mp() -> dict:
         ]
         # The child reports its own peak RSS, so nothing else run here can be counted.
         probe = (
-            "import resource, sys; from bokehkit.cli import main; rc = main(sys.argv[1:]); "
+            "import resource, sys; from bokehkit.commands.render import main; "
+            "rc = main(sys.argv[1:]); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
             "sys.exit(rc)"
         )

@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from bokehkit.colour import linear_to_srgb, srgb_to_linear
-from bokehkit.models import ModelStore
+from bokehkit.io.colour import linear_to_srgb, srgb_to_linear
 from bokehkit.sr import realesrgan
-from bokehkit.upscale import resize_plane, upscale_linear
+from bokehkit.sr.upscale import resize_plane, upscale_linear
+from bokehkit.store import ModelStore
 
 REPO = Path(__file__).resolve().parents[1]
 

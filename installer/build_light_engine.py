@@ -36,7 +36,7 @@ ENTRY = """\
 import multiprocessing
 import sys
 
-from bokehkit.cli import main
+from bokehkit.commands.render import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()
@@ -137,8 +137,8 @@ def build(out: Path | None = None, cache: Path | None = None, force: bool = Fals
             "--add-data", f"{REPO / 'krita'}{sep}bokehkit_sources/krita",
             "--add-data", f"{REPO / 'plugin'}{sep}bokehkit_sources/plugin",
         ]  # fmt: skip
-        for f in sorted((REPO / "core/bokehkit/models").glob("*.json")):
-            cmd += ["--add-data", f"{f}{sep}bokehkit/models"]
+        for f in sorted((REPO / "core/bokehkit/store").glob("*.json")):
+            cmd += ["--add-data", f"{f}{sep}bokehkit/store"]
         for m in EXCLUDES:
             cmd += ["--exclude-module", m]
         t0 = time.monotonic()

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "core"), str(REPO / "plugin")]  # stdlib-only parts, by path
 
 from bokehkit import __version__  # noqa: E402
-from bokehkit.install_plugins import is_executable_entry, plugin_files  # noqa: E402
+from bokehkit_plugin.install import is_executable_entry, plugin_files  # noqa: E402
 
 EPOCH = (2020, 1, 1, 0, 0, 0)
 EPOCH_TS = 1577836800

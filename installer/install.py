@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Install (or uninstall) bokehkit's GIMP 3 and Krita plug-ins from a checkout or a release,
 without the engine's packages: standard library only. The same code as
-`bokehkit install-plugins` / `bokehkit uninstall-plugins` (core/bokehkit/install_plugins.py).
+`bokehkit install-plugins` / `bokehkit uninstall-plugins` (plugin/bokehkit_plugin/install.py).
 
     python3 installer/install.py [--gimp|--krita|--all] [--profile DIR] [--dry-run]
     python3 installer/install.py uninstall [--dry-run]
@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "core"), str(REPO / "plugin")]
 
-from bokehkit.install_plugins import main  # noqa: E402
+from bokehkit_plugin.install import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

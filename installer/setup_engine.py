@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 REQ = REPO / "requirements"
 sys.path[:0] = [str(REPO / "core"), str(REPO / "plugin")]  # stdlib-only parts, by path
 
-from bokehkit.install_plugins import Host  # noqa: E402
+from bokehkit_plugin.install import Host  # noqa: E402
 
 TORCH = "2.13.0"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"

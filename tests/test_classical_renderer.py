@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from bokehkit.aperture import Aperture
 from bokehkit.progress import Cancelled, Progress
-from bokehkit.renderers.base import RenderJob
-from bokehkit.renderers.classical import ClassicalRenderer, signed_slabs
+from bokehkit.render.base import RenderJob
+from bokehkit.render.classical import ClassicalRenderer, signed_slabs
+from bokehkit.scene.aperture import Aperture
 
 
 def render(image, coc, **aperture):
@@ -145,7 +145,7 @@ def test_cancel_between_tiles():
 
 
 def radial_coc(h=300, w=400, strength=40.0):
-    from bokehkit.depth import fallback_depth
+    from bokehkit.scene.depth import fallback_depth
 
     disparity = fallback_depth(w, h, focus_point=(w / 2, h / 2)).inverse_depth
     return ((disparity - 1.0) * strength).astype(np.float32)

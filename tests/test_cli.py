@@ -209,38 +209,38 @@ def test_a_chosen_depth_model_must_be_installed(phone_photo):
 @pytest.fixture
 def fake_models(monkeypatch):
     """Depth models small and base and ISNet 'installed'; their estimates stood in for."""
-    import bokehkit.models
-    import bokehkit.subject
+    import bokehkit.scene.subject
+    import bokehkit.store
 
     installed = {"depth-anything-v2-small", "depth-anything-v2-base", "isnet"}
     monkeypatch.setattr(
-        bokehkit.models,
+        bokehkit.store,
         "installed_path",
         lambda model_id, store=None: Path(f"/m/{model_id}") if model_id in installed else None,
     )
-    from bokehkit.depth import DepthMap
+    from bokehkit.scene.depth import DepthMap
 
     def estimate_depth(linear_rgb, model_id, progress):
         h, w = linear_rgb.shape[:2]
         ramp = np.tile(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, 1))
         return DepthMap(ramp, False, f"estimated by {model_id}")
 
-    module = types.ModuleType("bokehkit.depth_models")
+    module = types.ModuleType("bokehkit.scene.depth_models")
     module.estimate_depth = estimate_depth
-    monkeypatch.setitem(sys.modules, "bokehkit.depth_models", module)
+    monkeypatch.setitem(sys.modules, "bokehkit.scene.depth_models", module)
 
     def subject_mask_linear(linear_rgb, path):
         mask = np.zeros(linear_rgb.shape[:2], np.float32)
         mask[8:24, 30:44] = 1.0
         return mask
 
-    monkeypatch.setattr(bokehkit.subject, "subject_mask_linear", subject_mask_linear)
+    monkeypatch.setattr(bokehkit.scene.subject, "subject_mask_linear", subject_mask_linear)
 
 
 def _report(photo, *args) -> dict[str, str]:
     """The report lines `bokehkit render PHOTO ARGS` prints, by their first word (in this
     process, so the models can be stood in for)."""
-    from bokehkit.cli import _settings, build_parser
+    from bokehkit.commands.render import _settings, build_parser
     from bokehkit.pipeline import render_file
 
     parsed = build_parser().parse_args(["render", str(photo), *args])

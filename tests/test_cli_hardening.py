@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from bokehkit import orientation as orient
-from bokehkit.cli import main
+from bokehkit.commands.render import main
+from bokehkit.io import orientation as orient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_engine_params_refuse_nan_and_inf():
     from types import SimpleNamespace
 
     from bokehkit.errors import BokehkitError
-    from bokehkit.server import settings_from_params
+    from bokehkit.serve.server import settings_from_params
     from bokehkit_plugin import schema
 
     inputs = SimpleNamespace(depth_path=None, mask=None, image=SimpleNamespace(size=(8, 6)))
@@ -105,14 +105,14 @@ def test_an_unwritable_output_folder_fails_before_the_render(photo, capsys, monk
 
 SLOW_WRITE = """
 import sys, time
-from bokehkit import imageio
+from bokehkit.io import image as imageio
 real = imageio._write_pillow
 def slow(tmp, *args):
     real(tmp, *args)
     print("written", flush=True)
     time.sleep(60)  # killed here: the temporary file exists, the output does not
 imageio._write_pillow = slow
-from bokehkit.cli import main
+from bokehkit.commands.render import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -264,8 +264,8 @@ def test_a_render_that_would_not_fit_in_memory_is_refused_first(photo, capsys, m
 
 
 def test_outputs_are_on_disk_before_their_name_points_at_them(tmp_path, monkeypatch):
-    from bokehkit import rawbuffer as rb
-    from bokehkit.imageio import load_image, save_image
+    from bokehkit.io import rawbuffer as rb
+    from bokehkit.io.image import load_image, save_image
 
     Image.new("RGB", (8, 6), (1, 2, 3)).save(tmp_path / "a.png")
     image = load_image(tmp_path / "a.png")

@@ -19,18 +19,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bokehkit.depth import DepthMap  # noqa: E402
-from bokehkit.depth_models import specs  # noqa: E402
-from bokehkit.depth_models.checkpoint import build, load_network  # noqa: E402
-from bokehkit.depth_models.network import bicubic_matrix  # noqa: E402
-from bokehkit.depth_models.runtime import (  # noqa: E402
-    estimate_depth,
-    export_onnx,
-    prepare_input,
-)
 from bokehkit.errors import BokehkitError  # noqa: E402
-from bokehkit.models import ModelStore  # noqa: E402
-from bokehkit.models.manifest import parse_manifest  # noqa: E402
+from bokehkit.scene.depth import DepthMap  # noqa: E402
+from bokehkit.scene.depth_models import specs  # noqa: E402
+from bokehkit.scene.depth_models.checkpoint import build, load_network  # noqa: E402
+from bokehkit.scene.depth_models.network import bicubic_matrix  # noqa: E402
+from bokehkit.scene.depth_models.runtime import estimate_depth, export_onnx, prepare_input  # noqa: E402
+from bokehkit.store import ModelStore  # noqa: E402
+from bokehkit.store.manifest import parse_manifest  # noqa: E402
 
 #: A small network of the same shape family (4 blocks, width 32, 2 heads).
 TINY = dataclasses.replace(
@@ -232,7 +228,7 @@ def test_estimate_depth_near_is_bright(tmp_path, tiny_pth, monkeypatch):
     """A DepthMap in [0, 1] at the photo's size; the network's larger disparity (nearer)
     comes out brighter, whatever its scale."""
     store = _store_with(tmp_path, tiny_pth)
-    monkeypatch.setattr("bokehkit.depth_models.runtime.specs.NETS", {TINY.model_id: TINY})
+    monkeypatch.setattr("bokehkit.scene.depth_models.runtime.specs.NETS", {TINY.model_id: TINY})
     rgb = np.random.default_rng(1).random((90, 130, 3), dtype=np.float32)
     steps = []
 
@@ -248,7 +244,7 @@ def test_estimate_depth_near_is_bright(tmp_path, tiny_pth, monkeypatch):
     assert steps[-1] == 1.0 and steps == sorted(steps)
 
     # near = bright: feed a network whose disparity rises left to right
-    from bokehkit.depth_models import runtime
+    from bokehkit.scene.depth_models import runtime
 
     def ramp(x):
         return np.broadcast_to(np.arange(x.shape[3], dtype=np.float32), x.shape[:1] + x.shape[2:])
@@ -262,7 +258,7 @@ def test_estimate_depth_near_is_bright(tmp_path, tiny_pth, monkeypatch):
 def test_estimate_depth_onnx_equals_torch(tmp_path, tiny_pth, monkeypatch):
     pytest.importorskip("onnxscript")
     store = _store_with(tmp_path, tiny_pth)
-    monkeypatch.setattr("bokehkit.depth_models.runtime.specs.NETS", {TINY.model_id: TINY})
+    monkeypatch.setattr("bokehkit.scene.depth_models.runtime.specs.NETS", {TINY.model_id: TINY})
     rgb = np.random.default_rng(2).random((60, 80, 3), dtype=np.float32)
     by_torch = estimate_depth(rgb, "depth-anything-v2-small", store=store, backend="torch")
     by_onnx = estimate_depth(rgb, "depth-anything-v2-small", store=store, backend="onnx")
@@ -296,7 +292,7 @@ def test_missing_model_says_the_install_command(tmp_path):
 
 def test_shipped_manifest_has_the_depth_models():
     """Hugging Face sources and the licences the official README states."""
-    from bokehkit.models import load_manifest
+    from bokehkit.store import load_manifest
 
     m = load_manifest()
     for model_id, net in specs.NETS.items():

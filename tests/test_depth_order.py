@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from test_phone_depth import encode_google, gdepth_jpeg, image_bytes, photo_jpeg, scene_depth
 
-import bokehkit.models
-from bokehkit.depth import DepthMap
+import bokehkit.store
 from bokehkit.errors import BokehkitError
-from bokehkit.imageio import load_image
+from bokehkit.io.image import load_image
 from bokehkit.pipeline import RenderSettings, render_file, render_image
+from bokehkit.scene.depth import DepthMap
 
 W, H = 48, 32
 
@@ -56,13 +56,13 @@ def fake_model(monkeypatch):
 
     installed = {"depth-anything-v2-small"}
     monkeypatch.setattr(
-        bokehkit.models,
+        bokehkit.store,
         "installed_path",
         lambda model_id, store=None: f"/models/{model_id}" if model_id in installed else None,
     )
-    module = types.ModuleType("bokehkit.depth_models")
+    module = types.ModuleType("bokehkit.scene.depth_models")
     module.estimate_depth = estimate_depth
-    monkeypatch.setitem(sys.modules, "bokehkit.depth_models", module)
+    monkeypatch.setitem(sys.modules, "bokehkit.scene.depth_models", module)
     return calls
 
 
@@ -113,7 +113,7 @@ def test_no_model_installed_means_the_fallback(plain_photo):
 
 
 def test_a_model_that_cannot_run_leaves_a_note(plain_photo, fake_model, monkeypatch):
-    monkeypatch.setitem(sys.modules, "bokehkit.depth_models", None)  # no package / no torch
+    monkeypatch.setitem(sys.modules, "bokehkit.scene.depth_models", None)  # no package / no torch
     report = source_of(plain_photo)
     assert report.depth_source.startswith("none given")
     assert any("depth-anything-v2-small is installed but cannot run" in n for n in report.notes)
@@ -121,9 +121,9 @@ def test_a_model_that_cannot_run_leaves_a_note(plain_photo, fake_model, monkeypa
     def broken(*_):
         raise BokehkitError("the weights are damaged")
 
-    module = types.ModuleType("bokehkit.depth_models")
+    module = types.ModuleType("bokehkit.scene.depth_models")
     module.estimate_depth = broken
-    monkeypatch.setitem(sys.modules, "bokehkit.depth_models", module)
+    monkeypatch.setitem(sys.modules, "bokehkit.scene.depth_models", module)
     report = source_of(plain_photo)
     assert report.depth_source.startswith("none given")
     assert any("the weights are damaged" in n for n in report.notes)
@@ -170,7 +170,7 @@ def test_magicbokeh_prefers_its_own_dadepth(plain_photo, fake_model, monkeypatch
 
     installed = {"depth-anything-v2-large", "dadepth", "depth-anything-v2-small"}
     monkeypatch.setattr(
-        bokehkit.models, "installed_path",
+        bokehkit.store, "installed_path",
         lambda model_id, store=None: f"/m/{model_id}" if model_id in installed else None,
     )  # fmt: skip
     assert source_of(plain_photo).depth_source == "estimated by depth-anything-v2-large"

@@ -230,7 +230,7 @@ def _sample_request(job_dir: Path) -> dict:
 def test_live_preview_and_screenshot(qapp, tmp_path):
     """The dialog as GIMP users see it, with a preview rendered by the engine in-process;
     the screenshot goes to docs/img/dialog.png."""
-    from bokehkit import server
+    from bokehkit.serve import server
     from bokehkit_plugin.ui.dialog import BokehDialog
 
     request = _sample_request(tmp_path)

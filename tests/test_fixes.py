@@ -12,11 +12,11 @@ import pytest
 from models_helpers import FileServer, manifest
 from PIL import Image
 
-from bokehkit import server
-from bokehkit.models import ModelStore
-from bokehkit.models import store as store_mod
-from bokehkit.models.manifest import parse_manifest
 from bokehkit.progress import Progress
+from bokehkit.serve import server
+from bokehkit.store import ModelStore
+from bokehkit.store import store as store_mod
+from bokehkit.store.manifest import parse_manifest
 from bokehkit_plugin import rawbuffer
 from bokehkit_plugin.client import EngineClient, EngineError
 

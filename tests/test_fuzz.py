@@ -29,9 +29,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bokehkit import limits, protocol
-from bokehkit import rawbuffer as rb
+from bokehkit import limits
 from bokehkit.errors import BokehkitError
+from bokehkit.io import rawbuffer as rb
+from bokehkit.serve import protocol
 
 EXAMPLES = int(os.environ.get("BOKEHKIT_FUZZ_EXAMPLES", "120"))
 CASE_MEMORY = 500 << 20
@@ -245,7 +246,7 @@ images = st.one_of(*(mutations(seed) for seed in SEEDS.values()))
 @FUZZ
 @given(images)
 def test_image_reader(tmp_path_factory, data):
-    from bokehkit.imageio import load_image
+    from bokehkit.io.image import load_image
 
     path = tmp_path_factory.mktemp("img") / "photo"
     path.write_bytes(data)
@@ -261,8 +262,8 @@ np.save(NPY, np.linspace(0, 1, 48, dtype=np.float32).reshape(6, 8))
 @FUZZ
 @given(st.sampled_from([".png", ".tif", ".npy", ".jpg"]), st.data())
 def test_depth_and_mask_readers(tmp_path_factory, suffix, data):
-    from bokehkit.depth import load_depth
-    from bokehkit.focus import load_mask
+    from bokehkit.scene.depth import load_depth
+    from bokehkit.scene.focus import load_mask
 
     seed = {".png": SEEDS["png16"], ".tif": SEEDS["tif"], ".npy": NPY.getvalue(),
             ".jpg": SEEDS["jpg"]}[suffix]  # fmt: skip
@@ -297,7 +298,7 @@ PHONE = _phone_seeds()
 @FUZZ
 @given(st.one_of(*(mutations(seed) for seed in PHONE)))
 def test_xmp_mpf_depth_readers(tmp_path_factory, data):
-    from bokehkit.phone_depth import read_embedded_depth
+    from bokehkit.scene.phone_depth import read_embedded_depth
 
     path = tmp_path_factory.mktemp("phone") / "photo.jpg"
     path.write_bytes(data)
@@ -310,7 +311,7 @@ def test_xmp_mpf_depth_readers(tmp_path_factory, data):
 @FUZZ
 @given(st.binary(max_size=3000))
 def test_xmp_packets(packet):
-    from bokehkit.phone_depth import XMP_EXT_HEADER, XMP_HEADER, _jpeg_xmp
+    from bokehkit.scene.phone_depth import XMP_EXT_HEADER, XMP_HEADER, _jpeg_xmp
 
     jpeg = SEEDS["jpg"]
     segment = (XMP_HEADER if packet[:1] < b"\x80" else XMP_EXT_HEADER) + packet
@@ -334,7 +335,7 @@ HEIC = _heic_seed()
 @FUZZ
 @given(mutations(HEIC or b"\0"))
 def test_heic_depth_reader(tmp_path_factory, data):
-    from bokehkit.phone_depth import read_embedded_depth
+    from bokehkit.scene.phone_depth import read_embedded_depth
 
     path = tmp_path_factory.mktemp("heic") / "photo.heic"
     path.write_bytes(data)
@@ -348,7 +349,7 @@ def test_heic_depth_reader(tmp_path_factory, data):
     "z_far": st.one_of(st.floats(), st.integers(), st.none())}),
     st.sampled_from([np.zeros((4, 5)), np.linspace(0, 1, 20).reshape(4, 5)]))  # fmt: skip
 def test_heif_depth_metadata(metadata, nearness):
-    from bokehkit.phone_depth import _Skip, heif_depth_to_map
+    from bokehkit.scene.phone_depth import _Skip, heif_depth_to_map
 
     try:  # _Skip: "found but unusable", which read_embedded_depth turns into a note
         out = only_user_errors(heif_depth_to_map, nearness.astype(np.float32), metadata, "x")

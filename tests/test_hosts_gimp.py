@@ -136,7 +136,7 @@ def test_gimp_float_image_matches_cli(gimp_run):
     reference is the CLI on the same linear data as a float TIFF (the engine's float path)."""
     import tifffile
 
-    from bokehkit.colour import linear_to_srgb, srgb_to_linear
+    from bokehkit.io.colour import linear_to_srgb, srgb_to_linear
 
     job, log = gimp_run
     r = report(job, "float")

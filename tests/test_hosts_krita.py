@@ -219,7 +219,7 @@ def test_krita_float_document_matches_cli(krita_run):
     the CLI on the same linear pixels as a float TIFF."""
     import tifffile
 
-    from bokehkit.colour import linear_to_srgb
+    from bokehkit.io.colour import linear_to_srgb
 
     job, _ = krita_run
     r = report(job, "f32")

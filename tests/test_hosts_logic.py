@@ -523,7 +523,7 @@ def test_gimp_paint_depth_fix_adds_a_channel_to_paint_and_renders_nothing(gimp_p
 def test_engine_dialog_uses_the_photos_own_file_for_the_phone_depth(tmp_path, monkeypatch):
     """The dialog's "Phone's depth…" in the engine: the photo GIMP opened, when it can hold a
     phone's depth, is used at once (no file chooser); the render then gets it too."""
-    from bokehkit.dialog_fixes import DialogFixes, phone_photo
+    from bokehkit.serve.dialog_fixes import DialogFixes, phone_photo
 
     photo = tmp_path / "IMG_0001.jpg"
     photo.write_bytes(b"jpeg")

@@ -1,4 +1,4 @@
-"""Tests for bokehkit.colour and bokehkit.imageio: round trips, metadata, errors."""
+"""Tests for bokehkit.io.colour and bokehkit.io.image: round trips, metadata, errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from bokehkit import colour, imageio
 from bokehkit.errors import BokehkitError
+from bokehkit.io import colour
+from bokehkit.io import image as imageio
 
 RNG = np.random.default_rng(1234)
 

@@ -1,4 +1,4 @@
-"""`bokehkit install-plugins` / `uninstall-plugins` (core/bokehkit/install_plugins.py) into
+"""`bokehkit install-plugins` / `uninstall-plugins` (plugin/bokehkit_plugin/install.py) into
 temporary home folders laid out like Linux, Windows and macOS profiles: every file and bit,
 idempotence, exact uninstall, dry-run, and repair of a killed install."""
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bokehkit import install_plugins as ip
+from bokehkit_plugin import install as ip
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE = ["/opt/bokehkit/python", "-m", "bokehkit"]
@@ -246,7 +246,7 @@ def _copytree(a: Path, b: Path) -> None:
 KILLER = textwrap.dedent(
     """
     import json, os, shutil, sys
-    from bokehkit import install_plugins as ip
+    from bokehkit_plugin import install as ip
     n = [0]
     real = shutil.copyfile
     def copyfile(a, b, **kw):

@@ -17,7 +17,7 @@ import build_release
 import pytest
 import setup_engine
 
-from bokehkit import install_plugins as ip
+from bokehkit_plugin import install as ip
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,15 +24,15 @@ from magicbokeh_fixtures import make_bundle, write_focus_scene  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_magicbokeh_render import _scene  # noqa: E402
 
-from bokehkit.cli import main  # noqa: E402
+from bokehkit.commands.render import main  # noqa: E402
 from bokehkit.errors import BokehkitError  # noqa: E402
 from bokehkit.magicbokeh import fast  # noqa: E402
 from bokehkit.magicbokeh import onnx_stages as ox  # noqa: E402
 from bokehkit.magicbokeh.inputs import defocus_map, focal_value, quantise_depth  # noqa: E402
 from bokehkit.magicbokeh.network import load_network  # noqa: E402
 from bokehkit.magicbokeh.stages import TorchStages  # noqa: E402
-from bokehkit.models.download import file_sha256  # noqa: E402
-from bokehkit.renderers import magicbokeh as mb  # noqa: E402
+from bokehkit.render import magicbokeh as mb  # noqa: E402
+from bokehkit.store.download import file_sha256  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(vae_tile=64, vae_overlap=4, latent_tile=8, latent_overlap=4)
@@ -257,8 +257,8 @@ def test_torch_free_render(folder, onnx, tmp_path):
                                   vae_tile=64, vae_overlap=4, latent_tile=8, latent_overlap=4)
         np.save(tmp / "out.npy", out)
 
-        from bokehkit.renderers import magicbokeh as mb
-        from bokehkit.server import engines_status
+        from bokehkit.render import magicbokeh as mb
+        from bokehkit.serve.server import engines_status
         from bokehkit.errors import BokehkitError
         assert mb.choose_runtime("auto") == "onnx"
         try:

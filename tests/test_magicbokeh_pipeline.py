@@ -12,10 +12,10 @@ pytest.importorskip("diffusers")
 from magicbokeh_fixtures import make_bundle, write_focus_scene  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bokehkit.cli import main  # noqa: E402
+from bokehkit.commands.render import main  # noqa: E402
 from bokehkit.errors import BokehkitError  # noqa: E402
 from bokehkit.magicbokeh import fast  # noqa: E402
-from bokehkit.renderers import magicbokeh as mb  # noqa: E402
+from bokehkit.render import magicbokeh as mb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +148,9 @@ def test_bf16_render_is_close_to_fp32(photo, bundle_folder, monkeypatch):
 def test_engine_server_renders_with_magicbokeh(tmp_path, monkeypatch):
     """What the plug-ins get: the server lists the engine as available once its bundle is
     in the store, and renders a job with it from the schema's parameters."""
-    from bokehkit.imageio import load_image
+    from bokehkit.io.image import load_image
     from bokehkit.progress import Progress
-    from bokehkit.server import Inputs, engines_status, render_inputs
+    from bokehkit.serve.server import Inputs, engines_status, render_inputs
 
     folder = make_bundle(tmp_path / "mb", name="magicbokeh")  # the default bundle name
     monkeypatch.setenv("BOKEHKIT_MODELS", str(folder.parent))

@@ -8,8 +8,8 @@ pytest.importorskip("torch")
 
 from bokehkit.errors import BokehkitError  # noqa: E402
 from bokehkit.magicbokeh import bundle  # noqa: E402
-from bokehkit.renderers import get_renderer  # noqa: E402
-from bokehkit.renderers.magicbokeh import model_status  # noqa: E402
+from bokehkit.render import get_renderer  # noqa: E402
+from bokehkit.render.magicbokeh import model_status  # noqa: E402
 
 
 def test_missing_bundle_names_files_and_command(tmp_path):
@@ -35,7 +35,7 @@ def test_partly_missing_bundle(tmp_path):
 
 
 def test_server_ping_reports_the_reason(tmp_path, monkeypatch):
-    from bokehkit.server import engines_status
+    from bokehkit.serve.server import engines_status
 
     monkeypatch.setenv("BOKEHKIT_MODELS", str(tmp_path))
     entry = engines_status()["magicbokeh"]

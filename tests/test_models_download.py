@@ -8,7 +8,7 @@ import os
 import pytest
 from models_helpers import FileServer, sha
 
-from bokehkit.models.download import DownloadError, download, download_from_hub, hub_part
+from bokehkit.store.download import DownloadError, download, download_from_hub, hub_part
 
 DATA = os.urandom(300_000)
 

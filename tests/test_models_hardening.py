@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from models_helpers import manifest, sha
 
-from bokehkit.cli import main
-from bokehkit.models import ModelDamaged, ModelStore
-from bokehkit.models import store as store_mod
-from bokehkit.models.manifest import parse_manifest
+from bokehkit.commands.render import main
+from bokehkit.store import ModelDamaged, ModelStore
+from bokehkit.store import store as store_mod
+from bokehkit.store.manifest import parse_manifest
 
 MODEL = bytes(np.random.default_rng(7).integers(0, 256, 3 << 20, dtype=np.uint8))
 
@@ -62,7 +62,8 @@ def test_list_verify_and_load_agree_on_a_damaged_file(tiny, capsys, where):
 
 
 def test_a_render_refuses_a_damaged_isnet(tmp_path, monkeypatch):
-    from bokehkit import models, subject
+    from bokehkit import store as models
+    from bokehkit.scene import subject
 
     monkeypatch.setattr(models.ModelStore, "is_damaged", lambda self, model_id: True)
     monkeypatch.setattr(
@@ -132,7 +133,7 @@ def test_an_unpinned_import_must_be_the_network_the_id_names(tmp_path, capsys):
 
 
 def test_the_shape_reader_runs_nothing(tmp_path):
-    from bokehkit.depth_models.inspect import checkpoint_shapes
+    from bokehkit.scene.depth_models.inspect import checkpoint_shapes
 
     class Evil:
         def __reduce__(self):

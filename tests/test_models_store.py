@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from models_helpers import FileServer, manifest, models_test_store, npm_tarball, sha
 
-from bokehkit import models
-from bokehkit.cli import main
+from bokehkit import store as models
+from bokehkit.commands.render import main
 from bokehkit.errors import BokehkitError
-from bokehkit.models import ModelStore, load_manifest
-from bokehkit.models import store as store_mod
-from bokehkit.models.manifest import parse_manifest
+from bokehkit.store import ModelStore, load_manifest
+from bokehkit.store import store as store_mod
+from bokehkit.store.manifest import parse_manifest
 
 MODEL = os.urandom(10_500)
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def test_shipped_manifest():
     assert "MIT" in spec.licence and "AGPL" in spec.licence
     # The manifest ships in the wheel.
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert '"models/*.json"' in pyproject.split("[tool.setuptools.package-data]")[1]
+    assert '"store/*.json"' in pyproject.split("[tool.setuptools.package-data]")[1]
 
 
 def _wheel(members: dict[str, bytes]) -> bytes:
@@ -277,7 +277,7 @@ def test_cli_partial_download_shows_in_list(cli_manifest, server, tmp_path, caps
 
 
 def test_manifest_file_is_valid_json():
-    raw = json.loads((ROOT / "core/bokehkit/models/manifest.json").read_text())
+    raw = json.loads((ROOT / "core/bokehkit/store/manifest.json").read_text())
     assert [m["id"] for m in raw["models"]][:2] == ["isnet", "realesrgan-x4plus"]
     for m in raw["models"]:
         assert m["licence"] and m["purpose"] and m["files"]

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bokehkit.depth import DepthMap
 from bokehkit.errors import BokehkitError
-from bokehkit.phone_depth import XMP_EXT_HEADER, XMP_HEADER, read_embedded_depth
+from bokehkit.scene.depth import DepthMap
+from bokehkit.scene.phone_depth import XMP_EXT_HEADER, XMP_HEADER, read_embedded_depth
 
 NEAR, FAR = 0.5, 8.0
 
@@ -267,7 +267,7 @@ def test_depth_follows_stored_pixels_and_a_turned_map_is_refused(tmp_path):
     z = scene_depth(40, 30)
     data = gdepth_jpeg(80, 60, image_bytes(encode_google(z, "RangeInverse")), exif=exif.tobytes())
     p = write(tmp_path, "rotated.jpg", data)
-    from bokehkit.imageio import load_image
+    from bokehkit.io.image import load_image
 
     image = load_image(p)
     assert image.size == (80, 60)
@@ -548,7 +548,7 @@ def test_damaged_apple_jpeg_is_ignored_with_a_note_or_an_error_when_asked_for(tm
 
 def test_apple_depth_reaches_the_pipeline(tmp_path):
     """The pipeline reads the photo (the first MPF image) and asks phone_depth for depth."""
-    from bokehkit.imageio import load_image
+    from bokehkit.io.image import load_image
     from bokehkit.pipeline import _embedded_depth
 
     z = scene_depth(40, 30)

@@ -5,12 +5,12 @@ import pytest
 import tifffile
 from PIL import Image
 
-from bokehkit.depth import fallback_depth, fit_to_image, load_depth
 from bokehkit.errors import BokehkitError
-from bokehkit.focus import focus_from_mask, focus_from_point, weighted_median
-from bokehkit.imageio import load_image
-from bokehkit.optics import Lens, strength_k
+from bokehkit.io.image import load_image
 from bokehkit.pipeline import RenderSettings, render_file
+from bokehkit.scene.depth import fallback_depth, fit_to_image, load_depth
+from bokehkit.scene.focus import focus_from_mask, focus_from_point, weighted_median
+from bokehkit.scene.optics import Lens, strength_k
 
 
 def metric_scene(tmp_path, dtype=np.uint16, alpha=True):
@@ -134,7 +134,7 @@ def test_fallback_depth_without_a_subject_grades_away_from_the_point():
 
 def test_focus_from_mask_is_the_weighted_median():
     inv = np.array([[0.1, 0.2, 0.9, 0.95]], np.float32)
-    from bokehkit.depth import DepthMap
+    from bokehkit.scene.depth import DepthMap
 
     depth = DepthMap(inv, False, "test")
     mask = np.array([[0.0, 0.2, 1.0, 1.0]], np.float32)

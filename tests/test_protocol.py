@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bokehkit import rawbuffer as engine_rb
+from bokehkit.io import rawbuffer as engine_rb
 from bokehkit_plugin import config, rawbuffer, schema
 from bokehkit_plugin.client import (
     Cancelled,
@@ -228,7 +228,7 @@ def test_config_dirs_match_platformdirs_conventions():
 def test_installer_writes_the_engine_config_where_the_plugins_read_it(platform, xdg):
     """One function for the folder: the installer's engine.json is the plug-ins' config, a
     relative XDG_CONFIG_HOME included (ignored by both, as the XDG specification says)."""
-    from bokehkit.install_plugins import Host
+    from bokehkit_plugin.install import Host
 
     env = {"HOME": "/h", "USERPROFILE": "/u", "XDG_CONFIG_HOME": xdg, "XDG_DATA_HOME": xdg}
     host = Host(platform, env)
@@ -261,9 +261,9 @@ def test_schema_fills_defaults_and_rejects_bad_values():
 
 
 def test_schema_upscaler_and_detail_follow_the_engine():
-    from bokehkit.renderers import ENGINES
+    from bokehkit.render import ENGINES
     from bokehkit.sr import realesrgan
-    from bokehkit.upscale import UPSCALERS
+    from bokehkit.sr.upscale import UPSCALERS
 
     values = schema.validate({})
     assert values["upscaler"] == "classical" and values["sr_detail"] == 0.25
@@ -285,7 +285,7 @@ def _inputs():
 
 def test_engine_maps_upscaler_and_detail_to_render_settings():
     from bokehkit.errors import BokehkitError
-    from bokehkit.server import settings_from_params
+    from bokehkit.serve.server import settings_from_params
 
     auto = {"focus_source": "auto", "sr_factor": 2}
     plain = settings_from_params(auto, _inputs())
@@ -312,9 +312,9 @@ def test_engine_maps_upscaler_and_detail_to_render_settings():
 def test_engine_reports_whether_realesrgan_can_run(tmp_path, monkeypatch):
     import importlib.util
 
-    from bokehkit import server
-    from bokehkit.models import ModelStore
+    from bokehkit.serve import server
     from bokehkit.sr import realesrgan
+    from bokehkit.store import ModelStore
 
     missing = server.engines_status()["realesrgan"]  # the tests' empty model store
     assert missing == {

@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from bokehkit import limits
-from bokehkit import rawbuffer as rb
 from bokehkit.errors import BokehkitError
-from bokehkit.imageio import load_image
-from bokehkit.maps import read_map
-from bokehkit.phone_depth import XMP_EXT_HEADER, XMP_HEADER, read_embedded_depth
+from bokehkit.io import rawbuffer as rb
+from bokehkit.io.image import load_image
+from bokehkit.io.maps import read_map
+from bokehkit.scene.phone_depth import XMP_EXT_HEADER, XMP_HEADER, read_embedded_depth
 
 #: Any reader of these small files must stay under this much Python-side allocation.
 ALLOC_LIMIT = 64 << 20

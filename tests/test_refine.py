@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bokehkit.cli import main
-from bokehkit.depth_view import FOCAL_PLANE_SRGB, RAMP_SRGB
+from bokehkit.commands.render import main
 from bokehkit.errors import BokehkitError
-from bokehkit.refine import FocusRange, parse_focus_range, push_away
+from bokehkit.render.depth_view import FOCAL_PLANE_SRGB, RAMP_SRGB
+from bokehkit.scene.refine import FocusRange, parse_focus_range, push_away
 from bokehkit_plugin import rawbuffer, schema
 from bokehkit_plugin.client import EngineClient, EngineError
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bokehkit import server
+from bokehkit.serve import server
 from bokehkit_plugin import rawbuffer
 from bokehkit_plugin.client import Cancelled, EngineClient, EngineError
 

@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from bokehkit.errors import BokehkitError  # noqa: E402
-from bokehkit.models import ModelStore  # noqa: E402
 from bokehkit.sr import ncnn_convert, realesrgan  # noqa: E402
 from bokehkit.sr.layout import conv_order  # noqa: E402
 from bokehkit.sr.rrdbnet import RRDBNet  # noqa: E402
+from bokehkit.store import ModelStore  # noqa: E402
 
 TINY = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 2, "num_grow_ch": 4}
 

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from bokehkit.errors import BokehkitError
-from bokehkit.imageio import load_image
+from bokehkit.io.image import load_image
 from bokehkit.pipeline import RenderSettings, render_image
 from bokehkit.sr import realesrgan
-from bokehkit.upscale import UPSCALERS, get_upscaler
+from bokehkit.sr.upscale import UPSCALERS, get_upscaler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,8 @@ def tiny_photo(tmp_path):
 def test_registered_without_importing_torch():
     assert "realesrgan" in UPSCALERS and get_upscaler("realesrgan")
     code = (
-        "import sys, bokehkit.pipeline, bokehkit.upscale, bokehkit.sr, bokehkit.cli; "
+        "import sys, bokehkit.pipeline, bokehkit.sr.upscale, bokehkit.sr, "
+        "bokehkit.commands.render; "
         "print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
     )
     out = subprocess.run(
@@ -121,7 +122,7 @@ def test_cli_with_the_real_model(tiny_photo, tmp_path):
     same picture (its ×4 reduced back is close to the input)."""
     from models_helpers import models_test_store
 
-    from bokehkit.models import ModelStore
+    from bokehkit.store import ModelStore
 
     store = models_test_store()
     ModelStore(store).install(realesrgan.MODEL_ID, log=lambda m: None)

@@ -14,10 +14,10 @@ import pytest
 from models_helpers import models_test_store
 from PIL import Image
 
-from bokehkit import subject
-from bokehkit.imageio import load_image
-from bokehkit.models import ModelStore
+from bokehkit.io.image import load_image
 from bokehkit.pipeline import RenderSettings, render_image
+from bokehkit.scene import subject
+from bokehkit.store import ModelStore
 
 H, W = 80, 120
 
@@ -184,7 +184,8 @@ def test_isnet_in_the_pipeline(isnet, monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_isnet_path_imports_no_torch(isnet):
     code = (
-        "import sys, numpy as np; from bokehkit import subject, pipeline; "
+        "import sys, numpy as np; from bokehkit import pipeline; "
+        "from bokehkit.scene import subject; "
         f"m = subject.subject_mask(np.zeros((64, 64, 3), np.uint8), {str(isnet)!r}); "
         "assert m.shape == (64, 64); assert 'torch' not in sys.modules, 'torch imported'"
     )

@@ -14,16 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import depth as depth_mod
-from . import focus as focus_mod
-from . import refine
-from .aperture import Aperture
-from .depth_edges import snap_depth_edges
-from .depth_models.specs import PREFERENCE
 from .errors import BokehkitError
-from .grain import add_grain, estimate_noise
-from .highlights import DEFAULT_GAIN, recover_highlights
-from .imageio import (
+from .io.image import (
     LoadedImage,
     encode_linear,
     focal_length_35mm,
@@ -31,14 +23,22 @@ from .imageio import (
     load_image,
     save_image,
 )
+from .io.maps import max_code, read_map
+from .io.orientation import display_size, exif_orientation, raw_from_display, raw_point
 from .limits import check_render_memory
-from .maps import max_code, read_map
-from .optics import DEFAULT_FOCAL_LENGTH_MM, FULL_FRAME_WIDTH_MM, Lens, strength_k
-from .orientation import display_size, exif_orientation, raw_from_display, raw_point
 from .progress import Progress
-from .renderers import RenderJob, get_renderer
-from .resample import bilinear_up
-from .upscale import check_factor, get_upscaler
+from .render import RenderJob, get_renderer
+from .render.depth_edges import snap_depth_edges
+from .render.grain import add_grain, estimate_noise
+from .render.highlights import DEFAULT_GAIN, recover_highlights
+from .render.resample import bilinear_up
+from .scene import depth as depth_mod
+from .scene import focus as focus_mod
+from .scene import refine
+from .scene.aperture import Aperture
+from .scene.depth_models.specs import PREFERENCE
+from .scene.optics import DEFAULT_FOCAL_LENGTH_MM, FULL_FRAME_WIDTH_MM, Lens, strength_k
+from .sr.upscale import check_factor, get_upscaler
 
 #: The largest blur radius rendered, as a fraction of the image's long side.
 MAX_COC_FRACTION = 0.1
@@ -158,7 +158,7 @@ def check_output_folder(output_path: Path) -> None:
         raise BokehkitError(f"output folder {folder} does not exist")
     if output_path.is_dir():
         raise BokehkitError(f"{output_path} is a folder: give a file name")
-    from .imageio import probe_writable
+    from .io.image import probe_writable
 
     probe_writable(output_path)
 
@@ -357,7 +357,7 @@ def render_depth_view(
 ) -> tuple[np.ndarray, RenderReport]:
     """The depth the render would use, coloured near to far with the focal plane marked
     (depth_view.py), as linear RGB at the source size; no renderer runs."""
-    from .depth_view import depth_view
+    from .render.depth_view import depth_view
 
     progress = progress or Progress()
     started = time.perf_counter()
@@ -379,7 +379,7 @@ def _given_depth(
     pixels; None if none was named. A HEIF photo, or the input photo itself, named as the
     depth means the depth embedded in it (which phones store in the raw frame); so does
     `depth_from_photo` (a plug-in's "use the phone's depth")."""
-    from . import phone_depth
+    from .scene import phone_depth
 
     if settings.depth_from_photo:
         depth, _ = phone_depth.read_embedded_depth(
@@ -413,7 +413,7 @@ def _embedded_depth(image: LoadedImage, width: int, height: int, report: RenderR
     source = image.encoding.source
     if image.encoding.format != "JPEG" or not source or not Path(source).is_file():
         return None
-    from . import phone_depth
+    from .scene import phone_depth
 
     depth, notes = phone_depth.read_embedded_depth(source, width, height)
     report.notes.extend(notes)
@@ -444,7 +444,7 @@ def _model_depth(
     """An installed depth model's estimate; None when none is installed, or (with a note)
     when one is but cannot run here (no torch, a damaged file). Never downloads. A model
     the user `chosen` must be installed and run: otherwise BokehkitError says why."""
-    from .models import ModelDamaged, installed_path
+    from .store import ModelDamaged, installed_path
 
     def installed(model_id: str) -> bool:
         try:
@@ -467,7 +467,7 @@ def _model_depth(
     if model_id is None:
         return None
     try:
-        from .depth_models import estimate_depth
+        from .scene.depth_models import estimate_depth
     except ImportError as exc:  # the package or torch is missing
         if chosen:
             raise BokehkitError(f"depth model {chosen} cannot run here: {exc}") from None
@@ -543,7 +543,7 @@ def _auto_subject(image, mask, settings: RenderSettings, report, progress) -> np
         return None
     if settings.focus_distance_m is not None or settings.focus_disparity is not None:
         return None
-    from . import subject as subject_mod
+    from .scene import subject as subject_mod
 
     path = subject_mod.model_path()
     if path is None:
@@ -640,7 +640,7 @@ def _encode_keeping_untouched(image: LoadedImage, linear: np.ndarray, factor: in
 
 
 def _upscale_alpha(alpha: np.ndarray, factor: int) -> np.ndarray:
-    from .upscale import resize_plane
+    from .sr.upscale import resize_plane
 
     h, w = alpha.shape
     full = _full_scale(alpha.dtype)

@@ -54,7 +54,7 @@ def _local_appdata(platform: str | None, env: Mapping[str, str]) -> str:
 def user_config_dir(platform: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """platformdirs.user_config_dir("bokehkit") for Linux/BSD, Windows and macOS: the one
     place the engine's config (engine.json) and the plug-ins' settings live. The installer
-    (core/bokehkit/install_plugins.py) writes there through this same function."""
+    (plugin/bokehkit_plugin/install.py) writes there through this same function."""
     platform = platform or sys.platform
     env = os.environ if env is None else env
     if platform.startswith("win"):

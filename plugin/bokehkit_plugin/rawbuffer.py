@@ -1,5 +1,5 @@
 """BKRAW1 raw pixel buffers: the format's rules (written once, here) and the plug-in side's
-reader and writer (stdlib only). The engine's numpy side, core/bokehkit/rawbuffer.py,
+reader and writer (stdlib only). The engine's numpy side, core/bokehkit/io/rawbuffer.py,
 checks headers with `check_header` and the constants below (docs/protocol.md).
 
 ``b"BKRAW1\\n" + <one line of JSON header> + b"\\n" + <pixels, row-major, interleaved>``

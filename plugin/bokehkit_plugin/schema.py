@@ -1,5 +1,5 @@
 """The render parameters as data: one schema drives the GIMP arguments, the Qt panel, the
-engine request and the engine's check of it (core/bokehkit/server.py validates every
+engine request and the engine's check of it (core/bokehkit/serve/server.py validates every
 request with `validate`), so a name, label, default or range is written down exactly once.
 
 Standard library only: the plug-ins vendor this package.

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from ..errors import BokehkitError
-from ..models.download import file_sha256
+from ..store.download import file_sha256
 
 MODEL_ID = "magicbokeh"
 MANIFEST = "magicbokeh.json"

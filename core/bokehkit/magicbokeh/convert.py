@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BokehkitError
-from ..models.download import file_sha256
+from ..store.download import file_sha256
 from . import bundle
 from .safe_pickle import PickledObject, load_checkpoint, module_config, module_state_dict
 

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from ..errors import BokehkitError
-from ..models.download import file_sha256
 from ..onnxtools import quiet_export
+from ..store.download import file_sha256
 from . import bundle
 from .network import MASK_BIAS, MagicBokehNetwork, load_network
 from .onnx_stages import (

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BokehkitError
-from ..models.download import file_sha256
+from ..store.download import file_sha256
 from . import bundle
 
 EXPORT_DIR = "onnx"

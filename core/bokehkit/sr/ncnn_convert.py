@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BokehkitError
-from ..models.download import file_sha256
+from ..store.download import file_sha256
 from .layout import conv_order, has_activation
 
 MAGIC = 7767517

@@ -40,8 +40,8 @@ import numpy as np
 from PIL import Image
 
 from .. import onnxtools
-from ..colour import linear_to_srgb, srgb_to_linear
 from ..errors import BokehkitError
+from ..io.colour import linear_to_srgb, srgb_to_linear
 from ..progress import Progress
 from .tiling import run_tiled
 
@@ -64,7 +64,7 @@ _cache: dict[tuple, object] = {}
 
 # ---------------------------------------------------------------------------- the weights
 def _store(store):
-    from ..models import ModelStore
+    from ..store import ModelStore
 
     return store if hasattr(store, "require") else ModelStore(store)
 
@@ -178,7 +178,7 @@ def status(store=None) -> tuple[bool, str]:
     engine's ping tells the plug-ins."""
     import importlib.util
 
-    from ..models import install_command
+    from ..store import install_command
 
     st = _store(store)
     if st.is_damaged(MODEL_ID):
@@ -272,7 +272,7 @@ def check_detail(detail: float | None) -> float:
 def lanczos_srgb(srgb01: np.ndarray, factor: int) -> np.ndarray:
     """×`factor` of an sRGB H×W×3 image in [0, 1] with the classical upscaler's Lanczos-3
     (`upscale.resize_plane`), clipped to [0, 1]: the `detail` = 0 end of the mix."""
-    from ..upscale import resize_plane
+    from .upscale import resize_plane
 
     h, w, c = srgb01.shape
     out = np.empty((h * factor, w * factor, c), np.float32)
@@ -322,7 +322,7 @@ def upscale_realesrgan(
     float32 → ×`factor` (1, 2 or 4). `detail` in [0, 1]: how much of the network's picture
     is kept over a Lanczos upscale (None: `DETAIL`). `net` overrides the installed model
     (tests)."""
-    from ..upscale import upscale_linear
+    from .upscale import upscale_linear
 
     detail = check_detail(detail)
     if factor == 1:
@@ -379,7 +379,7 @@ def upscale_realesrgan(
 def _add_outside(out: np.ndarray, outside: np.ndarray, factor: int) -> np.ndarray:
     """Add the light outside [0, 1], enlarged bilinearly: that keeps its energy (clamping
     and sharpening would not)."""
-    from ..upscale import resize_plane
+    from .upscale import resize_plane
 
     if np.any(outside):
         h, w = outside.shape[:2]

@@ -1,6 +1,6 @@
 """The blur an aperture gives, for the label next to the f-number (no numpy).
 
-Same thin-lens model as the engine (core/bokehkit/optics.py): K_m = f² W / (2 N S) px·m,
+Same thin-lens model as the engine (core/bokehkit/scene/optics.py): K_m = f² W / (2 N S) px·m,
 and with a relative depth map the focal plane is taken 2 m away and the far end at
 infinity, so the background's disc radius is K_m / 2 m, capped at 10 % of the long side.
 """

@@ -1,0 +1,1 @@
+"""The `bokehkit` command line: one module per command."""

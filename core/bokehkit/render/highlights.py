@@ -1,0 +1,247 @@
+"""Highlight recovery: give clipped small lights back the energy the 8-bit photo cut off.
+
+A street lamp may be 20× brighter than white, but the photo stores it as white. Blurred as it
+is, it turns into a dim grey disc; a lens spreads all of its light into a bright disc. Most
+clipped spots are not lights, though: a glint, a white badge, a bright patch of texture hold
+barely more light than white. A spot is taken for a light by what clipping does to a light
+and not to a surface:
+
+* the light is far brighter than white in every channel, so its core clips in all of them
+  (a saturated or merely bright surface clips one or two);
+* it is compact (a stripe of paint, the edge of a sheet of paper are long and thin);
+* its clipped core ends in a steep shoulder: one pixel outside it the photo is already far
+  below white, where a bright surface stays bright;
+* it is small, and stands out from what is around it (a wall or a sky does not).
+
+How much light the core really had cannot be read from the clipped pixels; it grows with
+the clipped area (the brighter a light, the farther out its image still clips). The energy
+model `m = ENERGY_SCALE · area^ENERGY_EXPONENT` and the thresholds were fitted on the
+clipped spots of Cycles renders whose unclipped linear light is known (tuning scenes only;
+`benchmarks/highlights_calibration.py` refits them and scores held-out scenes). The boost
+never exceeds the user's `gain` (the cap; 1 turns recovery off) and is applied only where the
+light will be blurred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..io.colour import srgb_to_linear
+
+#: The largest factor a clipped light is brightened by (the user's cap; 1 = off).
+DEFAULT_GAIN = 40.0
+#: Code value (of full scale) from which a channel counts as clipped.
+CLIP_LEVEL = 250.0 / 255.0
+#: Clipped areas wider than this fraction of the image's long side (at least
+#: `MIN_LARGE_DIAMETER_PX`) are surfaces (walls, skies, paper), not lights.
+LARGE_DIAMETER_FRACTION = 0.015
+MIN_LARGE_DIAMETER_PX = 9
+#: Energy of a light's clipped core, as a multiple of what clipping left, from its area in
+#: pixels (fitted on Cycles renders; see the module doc).
+ENERGY_SCALE = 1.32
+ENERGY_EXPONENT = 0.78
+#: Spots of at most this many pixels are mostly glints: no boost; full from LIGHT_AREA_PX.
+SPECK_AREA_PX = 2.0
+LIGHT_AREA_PX = 6.0
+#: Share of the core clipped in every channel: a light from here, not below NOT_WHITE.
+WHITE_SHARE, NOT_WHITE = 0.6, 0.35
+#: Mean code value one pixel outside the core: a light's shoulder has dropped to at most
+#: STEEP_SHOULDER; a bright surface's is still above SOFT_SHOULDER.
+STEEP_SHOULDER, SOFT_SHOULDER = 0.60, 0.70
+#: Longest extent over the diameter of a disc of the same area: a light up to COMPACT,
+#: a stripe from ELONGATED.
+COMPACT, ELONGATED = 1.2, 1.45
+#: The spot stands out from a ring 2–4 px around it by at least this much (code values).
+MIN_CONTRAST, FULL_CONTRAST = 0.2, 0.35
+RING_INNER_PX, RING_OUTER_PX = 2, 4
+
+
+@dataclass
+class ClippedSpots:
+    """The photo's small clipped spots: a label image and per-spot measurements."""
+
+    labels: np.ndarray  # H×W int32, 0 = no spot, k = spot k (1-based)
+    area: np.ndarray  # pixels
+    white_share: np.ndarray  # share of the spot clipped in every channel
+    shoulder: np.ndarray  # mean code value in the ring 1 px outside the spot
+    surround: np.ndarray  # mean code value in the ring 2–4 px outside
+    elongation: np.ndarray  # longest extent / diameter of a disc of the same area
+    colour: np.ndarray  # count×3: the light's colour (mean 1) seen in its shoulder
+
+    @property
+    def count(self) -> int:
+        return int(self.area.size)
+
+
+def clipped_spots(encoded01: np.ndarray) -> ClippedSpots | None:
+    """Find and measure the small clipped spots of a photo (code values in [0, 1], H×W×C);
+    None when nothing small is clipped."""
+    clipped = encoded01.max(axis=-1) >= CLIP_LEVEL  # coloured lights clip some channels
+    if not clipped.any():
+        return None
+    h, w = clipped.shape
+    r = max(MIN_LARGE_DIAMETER_PX, int(LARGE_DIAMETER_FRACTION * max(h, w))) // 2
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disc = xx * xx + yy * yy <= (r + 0.5) ** 2
+    # Clipped areas a disc of that size fits in are surfaces, and so is what touches them.
+    large = ndimage.binary_dilation(ndimage.binary_opening(clipped, disc), iterations=2)
+    labels, count = ndimage.label(clipped & ~large)
+    if count == 0:
+        return None
+    index = np.arange(1, count + 1)
+    area = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.float32)
+    luma = encoded01.mean(axis=-1)
+    white = encoded01.min(axis=-1) >= CLIP_LEVEL
+    white_share = np.asarray(ndimage.mean(white, labels=labels, index=index), np.float32)
+
+    def ring(inner_px: int, outer_px: int) -> np.ndarray:
+        outer = ndimage.grey_dilation(labels, size=2 * outer_px + 1)
+        inner = ndimage.grey_dilation(labels, size=2 * inner_px + 1) if inner_px else labels
+        return np.where(inner == 0, outer, 0)
+
+    def ring_mean(values: np.ndarray, ring_labels: np.ndarray, empty: float) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # a spot whose ring is all other spots
+            level = np.asarray(ndimage.mean(values, labels=ring_labels, index=index), np.float32)
+        return np.nan_to_num(level, nan=empty)
+
+    shoulder_ring, surround_ring = ring(0, 1), ring(RING_INNER_PX, RING_OUTER_PX)
+
+    boxes = ndimage.find_objects(labels)
+    extent = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
+    return ClippedSpots(
+        labels=labels.astype(np.int32),
+        area=area,
+        white_share=white_share,
+        shoulder=ring_mean(luma, shoulder_ring, 1.0),
+        surround=ring_mean(luma, surround_ring, 1.0),
+        elongation=(extent / (2.0 * np.sqrt(area / np.pi))).astype(np.float32),
+        colour=_light_colour(encoded01, shoulder_ring, surround_ring, index),
+    )
+
+
+def _light_colour(encoded01, shoulder_ring, surround_ring, index) -> np.ndarray:
+    """Each light's colour (channels averaging 1), from what its glow adds to the shoulder
+    over the surround, in linear light. The clipped core is white whatever the light's
+    colour; the unclipped shoulder still shows it, mixed with what is behind. Clamped to
+    0.5–1.8 of the mean (a noisy shoulder must not make a light garish): on the light spots
+    of Cycles renders this halves the error of assuming white (median max |log| 0.71 → 0.46)."""
+    linear = srgb_to_linear(encoded01[..., :3])
+    channels = []
+    for c in range(linear.shape[-1]):
+        with np.errstate(invalid="ignore"):
+            shoulder = ndimage.mean(linear[..., c], labels=shoulder_ring, index=index)
+            surround = ndimage.mean(linear[..., c], labels=surround_ring, index=index)
+        channels.append(np.nan_to_num(np.asarray(shoulder) - np.asarray(surround), nan=0.0))
+    glow = np.maximum(np.stack(channels, axis=-1), 1e-6)
+    colour = np.clip(glow / glow.mean(axis=-1, keepdims=True), 0.5, 1.8)
+    return (colour / colour.mean(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _ramp(x: np.ndarray, zero_at: float, one_at: float) -> np.ndarray:
+    """0 at `zero_at`, 1 at `one_at`, linear between (either order)."""
+    return np.clip((x - zero_at) / (one_at - zero_at), 0.0, 1.0).astype(np.float32)
+
+
+def light_likelihood(spots: ClippedSpots) -> np.ndarray:
+    """Per spot, how much it looks like a light (0–1): clipped in every channel, compact,
+    with a steep shoulder, big enough not to be a glint, standing out from around it."""
+    return (
+        _ramp(spots.white_share, NOT_WHITE, WHITE_SHARE)
+        * _ramp(spots.elongation, ELONGATED, COMPACT)
+        * _ramp(spots.shoulder, SOFT_SHOULDER, STEEP_SHOULDER)
+        * _ramp(spots.area, SPECK_AREA_PX, LIGHT_AREA_PX)
+        * _ramp(1.0 - spots.surround, MIN_CONTRAST, FULL_CONTRAST)
+    )
+
+
+def light_energy(area: np.ndarray) -> np.ndarray:
+    """Expected light in a light's clipped core, as a multiple of what clipping left."""
+    return ENERGY_SCALE * np.power(np.maximum(area, 1.0), ENERGY_EXPONENT)
+
+
+def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
+    """Per-pixel, per-channel gain for clipped small lights (H×W×3), 1 elsewhere, at most
+    `gain` on average over a light. `encoded01` are the photo's code values scaled to
+    [0, 1], H×W×C."""
+    shape = encoded01.shape[:2] + (3,)
+    spots = clipped_spots(encoded01) if gain > 1.0 else None
+    if spots is None:
+        return np.ones(shape, np.float32)
+    return 1.0 + _boost(spots, gain)
+
+
+#: Within a light, the boost grows with the distance from the spot's edge to this power:
+#: the clipped spot is wider than the light (its glow clips too), and a light is brightest
+#: in its middle. Spread evenly, a light nearly in focus blurred into a disc too wide.
+CORE_CONCENTRATION = 4.0
+
+
+def _boost(spots: ClippedSpots, gain: float) -> np.ndarray:
+    """gain − 1 per pixel and channel (H×W×3): the light's expected energy, coloured by its
+    shoulder, concentrated toward its middle; 0 outside lights."""
+    energy = np.minimum(light_energy(spots.area), gain)
+    per_spot = (energy - 1.0) * light_likelihood(spots)
+    lights = per_spot > 0
+    h, w = spots.labels.shape
+    if not lights.any():
+        return np.zeros((h, w, 3), np.float32)
+    per_label = np.concatenate([[0.0], per_spot]).astype(np.float32)
+    boost = per_label[spots.labels]
+    if CORE_CONCENTRATION > 0:
+        inside = boost > 0
+        depth = ndimage.distance_transform_edt(inside).astype(np.float32) ** CORE_CONCENTRATION
+        index = np.arange(1, spots.count + 1)
+        mean_depth = np.asarray(ndimage.mean(depth, labels=spots.labels, index=index))
+        mean_depth = np.concatenate([[1.0], np.maximum(mean_depth, 1e-6)]).astype(np.float32)
+        boost *= np.where(inside, depth / mean_depth[spots.labels], 0.0)
+    colour = np.concatenate([np.ones((1, 3), np.float32), spots.colour])[spots.labels]
+    return boost[..., None] * colour
+
+
+def _one_depth_per_light(coc_px: np.ndarray, spots: ClippedSpots) -> np.ndarray:
+    """The blur radius of each light's core pixels, given to the whole clipped spot.
+
+    A light clips beyond its own outline (the lens and the pixels spread it), and the depth
+    map gives those pixels the depth of what is behind: rendered with the background's blur,
+    a light nearly in focus in front of a blurred wall became a large dim disc.
+    """
+    lights = np.flatnonzero(light_likelihood(spots) > 0) + 1
+    if lights.size == 0:
+        return coc_px
+    is_light = np.isin(spots.labels, lights)
+    core = ndimage.binary_erosion(is_light)
+    labels = np.where(core, spots.labels, 0)
+    has_core = np.isin(lights, np.unique(labels))
+    # Spots too thin to have an inner part take their median over all their pixels.
+    labels = np.where(np.isin(spots.labels, lights[~has_core]), spots.labels, labels)
+    depth = np.asarray(ndimage.median(coc_px, labels=labels, index=lights), np.float32)
+    per_label = np.zeros(spots.count + 1, np.float32)
+    per_label[lights] = depth
+    out = coc_px.copy()
+    out[is_light] = per_label[spots.labels[is_light]]
+    return out
+
+
+def recover_highlights(
+    linear_rgb: np.ndarray,
+    encoded01: np.ndarray,
+    coc_px: np.ndarray,
+    gain: float = DEFAULT_GAIN,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scale small clipped lights by their estimated energy (at most `gain`) where they are
+    out of focus (|CoC| ≥ 1.5 px), and give each light one blur radius, its core's.
+    Returns (linear RGB, CoC), new arrays where changed; in-focus pixels are untouched."""
+    spots = clipped_spots(encoded01) if gain > 1.0 else None
+    if spots is None:
+        return linear_rgb, coc_px
+    coc_px = _one_depth_per_light(coc_px, spots)
+    boost = _boost(spots, gain)
+    boost *= np.clip(np.abs(coc_px) - 0.5, 0.0, 1.0)[..., None]
+    if not boost.any():
+        return linear_rgb, coc_px
+    out = linear_rgb.copy()
+    out *= 1.0 + boost
+    return out, coc_px
