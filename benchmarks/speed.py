@@ -111,7 +111,7 @@ def peak_memory_24mp() -> dict:
         ]
         # The child reports its own peak RSS, so nothing else run here can be counted.
         probe = (
-            "import resource, sys; from bokehkit.commands.render import main; "
+            "import resource, sys; from bokehkit.commands import main; "
             "rc = main(sys.argv[1:]); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
             "sys.exit(rc)"

@@ -47,7 +47,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from bokehkit.io.colour import linear_to_srgb, srgb_to_linear
 from bokehkit.sr import realesrgan
-from bokehkit.sr.upscale import resize_plane, upscale_linear
+from bokehkit.sr.lanczos import resize_plane, upscale_linear
 from bokehkit.store import ModelStore
 
 REPO = Path(__file__).resolve().parents[1]

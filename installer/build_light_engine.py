@@ -36,7 +36,7 @@ ENTRY = """\
 import multiprocessing
 import sys
 
-from bokehkit.commands.render import main
+from bokehkit.commands import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()

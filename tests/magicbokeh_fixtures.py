@@ -284,7 +284,7 @@ def write_malicious_checkpoint(path: Path, payload: bytes) -> None:
 def make_bundle(root: Path, name: str = "tiny") -> Path:
     """The tiny SD 2.1 + official-format lora.pkl, imported through
     ``bokehkit models import magicbokeh`` into the store ``root/store``; the bundle folder."""
-    from bokehkit.commands.render import main
+    from bokehkit.commands import main
 
     sd21 = make_sd21(root / "sd21")
     make_lora_pkl(root / "lora.pkl", sd21)

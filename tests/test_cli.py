@@ -240,7 +240,8 @@ def fake_models(monkeypatch):
 def _report(photo, *args) -> dict[str, str]:
     """The report lines `bokehkit render PHOTO ARGS` prints, by their first word (in this
     process, so the models can be stood in for)."""
-    from bokehkit.commands.render import _settings, build_parser
+    from bokehkit.commands import build_parser
+    from bokehkit.commands.render import _settings
     from bokehkit.pipeline import render_file
 
     parsed = build_parser().parse_args(["render", str(photo), *args])

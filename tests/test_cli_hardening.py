@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from bokehkit.commands.render import main
+from bokehkit.commands import main
 from bokehkit.io import orientation as orient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def slow(tmp, *args):
     print("written", flush=True)
     time.sleep(60)  # killed here: the temporary file exists, the output does not
 imageio._write_pillow = slow
-from bokehkit.commands.render import main
+from bokehkit.commands import main
 sys.exit(main(sys.argv[1:]))
 """
 

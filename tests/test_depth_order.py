@@ -161,9 +161,14 @@ def test_magicbokeh_prefers_its_own_dadepth(plain_photo, fake_model, monkeypatch
     """With DA-V2 large and DAdepth installed, classical takes large, magicbokeh DAdepth
     (the depth it was trained with)."""
     import bokehkit.pipeline as pipeline
+    from bokehkit.render import renderer_class
 
-    class _Keep:  # a stand-in renderer: the depth choice happens before any rendering
-        name = "magicbokeh"
+    class _Keep(renderer_class("magicbokeh")):  # its policy, without its model
+        def __init__(self):
+            pass
+
+        def describe(self):
+            return None
 
         def render(self, job, progress):
             return job.linear_rgb

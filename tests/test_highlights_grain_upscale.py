@@ -5,7 +5,7 @@ import pytest
 
 from bokehkit.render.grain import add_grain, estimate_noise
 from bokehkit.render.highlights import light_gain, recover_highlights
-from bokehkit.sr.upscale import upscale_linear
+from bokehkit.sr.lanczos import upscale_linear
 
 
 def test_small_light_is_boosted_but_not_a_white_wall_or_a_glint():

@@ -113,6 +113,8 @@ def expected_files(kind: str, profile: Path) -> dict[Path, Path]:
         for f in (REPO / "krita/bokehkit_krita").glob("*.py"):
             out[base / f.name] = f
     for f in (REPO / "plugin/bokehkit_plugin").rglob("*.py"):
+        if f.name == "install.py" and f.parent.name == "bokehkit_plugin":
+            continue  # the installer itself is not vendored into the plug-ins
         out[base / "bokehkit_plugin" / f.relative_to(REPO / "plugin/bokehkit_plugin")] = f
     return out
 

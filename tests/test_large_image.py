@@ -25,7 +25,7 @@ def test_24_megapixel_render_stays_under_4_gib(tmp_path):
     Image.fromarray(ramp.astype(np.uint16)).save(tmp_path / "depth.png")
     del ramp
     probe = (
-        "import resource, sys; from bokehkit.commands.render import main; rc = main(sys.argv[1:]); "
+        "import resource, sys; from bokehkit.commands import main; rc = main(sys.argv[1:]); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
         "sys.exit(rc)"
     )

@@ -102,7 +102,7 @@ def test_frozen_engine_renders_magicbokeh_over_onnx(engine, tmp_path):
     pytest.importorskip("diffusers")
     from magicbokeh_fixtures import make_bundle, write_focus_scene
 
-    from bokehkit.commands.render import main
+    from bokehkit.commands import main
     from bokehkit.pipeline import RenderSettings, render_file
 
     folder = make_bundle(tmp_path / "mb", name="tiny")

@@ -12,7 +12,7 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from magicbokeh_fixtures import RANK_ATTN, RANK_UNET, RANK_VAE, make_lora_pkl, make_sd21  # noqa: E402
 
-from bokehkit.commands.render import main  # noqa: E402
+from bokehkit.commands import main  # noqa: E402
 from bokehkit.errors import BokehkitError  # noqa: E402
 from bokehkit.magicbokeh import bundle  # noqa: E402
 from bokehkit.magicbokeh.convert import import_magicbokeh  # noqa: E402

@@ -173,7 +173,7 @@ def test_reference_mode_matches_official_code(tmp_path, monkeypatch):
     from magicbokeh_fixtures import make_sd21
     from PIL import Image
 
-    from bokehkit.commands.render import main
+    from bokehkit.commands import main
 
     official = _official_tree()
     python = _official_env()

@@ -12,7 +12,7 @@ pytest.importorskip("diffusers")
 from magicbokeh_fixtures import make_bundle, write_focus_scene  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bokehkit.commands.render import main  # noqa: E402
+from bokehkit.commands import main  # noqa: E402
 from bokehkit.errors import BokehkitError  # noqa: E402
 from bokehkit.magicbokeh import fast  # noqa: E402
 from bokehkit.render import magicbokeh as mb  # noqa: E402

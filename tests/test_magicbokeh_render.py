@@ -186,7 +186,7 @@ def test_small_image_is_padded(net):
 def test_cli_reference_end_to_end(folder, net, tmp_path, monkeypatch, capsys):
     from PIL import Image
 
-    from bokehkit.commands.render import main
+    from bokehkit.commands import main
 
     monkeypatch.setenv("BOKEHKIT_MODELS", str(folder.parent))
     image, depth, mask = _scene(512, 520, seed=4)  # 520 wide: an extra edge column of tiles

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from models_helpers import manifest, sha
 
-from bokehkit.commands.render import main
+from bokehkit.commands import main
 from bokehkit.store import ModelDamaged, ModelStore
 from bokehkit.store import store as store_mod
 from bokehkit.store.manifest import parse_manifest

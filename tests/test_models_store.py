@@ -13,7 +13,7 @@ import pytest
 from models_helpers import FileServer, manifest, models_test_store, npm_tarball, sha
 
 from bokehkit import store as models
-from bokehkit.commands.render import main
+from bokehkit.commands import main
 from bokehkit.errors import BokehkitError
 from bokehkit.store import ModelStore, load_manifest
 from bokehkit.store import store as store_mod

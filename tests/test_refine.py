@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bokehkit.commands.render import main
+from bokehkit.commands import main
 from bokehkit.errors import BokehkitError
 from bokehkit.render.depth_view import FOCAL_PLANE_SRGB, RAMP_SRGB
 from bokehkit.scene.refine import FocusRange, parse_focus_range, push_away

@@ -34,7 +34,7 @@ def test_registered_without_importing_torch():
     assert "realesrgan" in UPSCALERS and get_upscaler("realesrgan")
     code = (
         "import sys, bokehkit.pipeline, bokehkit.sr.upscale, bokehkit.sr, "
-        "bokehkit.commands.render; "
+        "bokehkit.commands; "
         "print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
     )
     out = subprocess.run(

@@ -11,8 +11,8 @@ from bokehkit.errors import BokehkitError
 from bokehkit.io.colour import linear_to_srgb, srgb_to_linear
 from bokehkit.progress import Cancelled, Progress
 from bokehkit.sr import realesrgan
+from bokehkit.sr.lanczos import resize_plane
 from bokehkit.sr.tiling import axis_weights, run_tiled, window_starts
-from bokehkit.sr.upscale import resize_plane
 
 
 @pytest.mark.parametrize("length", [1, 7, 64, 65, 100, 129, 300, 1000, 1234])

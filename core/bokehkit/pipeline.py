@@ -27,7 +27,7 @@ from .io.maps import max_code, read_map
 from .io.orientation import display_size, exif_orientation, raw_from_display, raw_point
 from .limits import check_render_memory
 from .progress import Progress
-from .render import RenderJob, get_renderer
+from .render import Renderer, RenderJob, get_renderer, renderer_class
 from .render.depth_edges import snap_depth_edges
 from .render.grain import add_grain, estimate_noise
 from .render.highlights import DEFAULT_GAIN, recover_highlights
@@ -228,18 +228,17 @@ def render_image(
 
     # The renderer first: a missing model fails now, before any depth or subject work.
     renderer = get_renderer(settings.engine, **settings.engine_options)
-    plan = plan_blur(image, settings, progress, report, orientation)
+    plan = plan_blur(image, settings, progress, report, orientation, renderer)
     mask, depth, focus, coc = plan.mask, plan.depth, plan.focus, plan.coc
     progress.update(0.05, "preparing")
 
-    # Highlight recovery and grain are the classical renderer's: MagicBokeh takes the
-    # display-referred photo as it was trained and renders its own texture.
-    classical = settings.engine == "classical"
+    # Highlight recovery and grain, where the renderer takes them (a learned renderer
+    # takes the display-referred photo as it was trained and renders its own texture).
     encoded01 = image.encoded.astype(np.float32) / _full_scale(image.encoded.dtype)
     linear = image.linear_rgb
-    if classical and image.encoding.dtype != "float32":
+    if renderer.recovers_highlights and image.encoding.dtype != "float32":
         linear, coc = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
-    grain = settings.grain if classical else 0.0
+    grain = settings.grain if renderer.adds_grain else 0.0
     step = 1.0 / _full_scale(image.encoded.dtype) if image.encoded.dtype.kind in "ui" else 0.0
     sigma = estimate_noise(encoded01, step) if grain > 0 else np.zeros(3, np.float32)
     del encoded01
@@ -254,9 +253,10 @@ def render_image(
         coc = bilinear_up(coc, factor, height * factor, width * factor) * factor
     report.max_coc_px = float(np.abs(coc).max(initial=0.0))
 
-    if hasattr(renderer, "describe"):
-        report.notes.append(f"engine: {renderer.describe()}")
-    cap = getattr(renderer, "max_radius_px", None)
+    description = renderer.describe()
+    if description:
+        report.notes.append(f"engine: {description}")
+    cap = renderer.max_radius_px
     if cap is not None and report.max_coc_px > cap:
         report.notes.append(
             f"note: {renderer.name} renders blur radii up to {cap:g} px (the range it was "
@@ -295,10 +295,13 @@ def plan_blur(
     progress: Progress,
     report: RenderReport,
     orientation: int = 1,
+    renderer: Renderer | type[Renderer] | None = None,
 ) -> BlurPlan:
-    """Focus mask, depth, focal plane (or band) and blur radii at the source size.
-    Masks and depth maps are given as the photo is displayed (EXIF `orientation`); the plan
-    is in the raw frame."""
+    """Focus mask, depth, focal plane (or band) and blur radii at the source size, as the
+    `renderer` (default: `settings.engine`'s class) asks for them. Masks and depth maps are
+    given as the photo is displayed (EXIF `orientation`); the plan is in the raw frame."""
+    if renderer is None:
+        renderer = renderer_class(settings.engine)
     width, height = image.size
     # Focus mask first: it may also stand in for missing depth.
     mask = _focus_mask(settings, width, height, orientation)
@@ -312,7 +315,7 @@ def plan_blur(
     if depth is None and settings.depth_model:
         depth = _model_depth(
             image, width, height, report, progress.span(0.0, 0.04), settings.depth_model_id,
-            _depth_preference(settings.engine),
+            _depth_preference(renderer),
         )  # fmt: skip
     if depth is None:
         if settings.focus_distance_m is not None:
@@ -340,7 +343,7 @@ def plan_blur(
     lens = Lens(settings.f_number, focal_mm, settings.sensor_width_mm)
     coc = _signed_coc(depth, focus, band, lens, settings, width, report)
     report.focal_length = f"{focal_mm:g} mm ({focal_from}), f/{settings.f_number:g}"
-    if settings.engine == "classical":  # MagicBokeh was trained on the depth as it is
+    if renderer.snaps_depth_edges:  # not for a renderer trained on the depth as it is
         coc = snap_depth_edges(image.linear_rgb, coc)
     if mask is not None:
         coc *= 1.0 - mask  # painted pixels stay sharp
@@ -424,12 +427,11 @@ def _embedded_depth(image: LoadedImage, width: int, height: int, report: RenderR
 DEPTH_MODEL_IDS = PREFERENCE
 
 
-def _depth_preference(engine: str) -> tuple[str, ...]:
-    """MagicBokeh was trained with its own degradation-aware DAdepth: it comes first for
-    that engine when installed; otherwise the best general model."""
-    if engine == "magicbokeh":
-        return ("dadepth", *(m for m in DEPTH_MODEL_IDS if m != "dadepth"))
-    return DEPTH_MODEL_IDS
+def _depth_preference(renderer: Renderer | type[Renderer]) -> tuple[str, ...]:
+    """The depth models the renderer prefers first (MagicBokeh: its own DAdepth, which it
+    was trained with), then the best general model."""
+    first = renderer.preferred_depth_models
+    return (*first, *(m for m in DEPTH_MODEL_IDS if m not in first))
 
 
 def _model_depth(
@@ -640,7 +642,7 @@ def _encode_keeping_untouched(image: LoadedImage, linear: np.ndarray, factor: in
 
 
 def _upscale_alpha(alpha: np.ndarray, factor: int) -> np.ndarray:
-    from .sr.upscale import resize_plane
+    from .sr.lanczos import resize_plane
 
     h, w = alpha.shape
     full = _full_scale(alpha.dtype)

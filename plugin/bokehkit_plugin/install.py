@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bokehkit_plugin import config
+from . import config
 
 APP = "bokehkit"
 GIMP_VERSIONS = ("3.0", "3.2")
@@ -257,15 +257,22 @@ def _walk(src: Path, prefix: str = "") -> dict[str, Path]:
     return out
 
 
+def _vendored(src: Path) -> dict[str, Path]:
+    """The shared package the plug-ins carry, less this installer (it runs beside them)."""
+    files = _walk(src / "plugin" / VENDORED, VENDORED)
+    files.pop(f"{VENDORED}/{Path(__file__).name}", None)
+    return files
+
+
 def plugin_files(kind: str, src: Path) -> dict[str, dict[str, Path]]:
     """{owned top-level name: {relative path: source file}} for one plug-in; a name that is a
     single file maps "" to it."""
     if kind == "gimp":
         files = _walk(src / "gimp" / GIMP_PLUGIN)
-        files.update(_walk(src / "plugin" / VENDORED, VENDORED))
+        files.update(_vendored(src))
         return {GIMP_PLUGIN: files}
     files = _walk(src / "krita" / KRITA_PLUGIN)
-    files.update(_walk(src / "plugin" / VENDORED, VENDORED))
+    files.update(_vendored(src))
     desktop = f"{KRITA_PLUGIN}.desktop"
     return {KRITA_PLUGIN: files, desktop: {"": src / "krita" / desktop}}
 
@@ -297,7 +304,7 @@ def default_engine_command(repo: Path | None = None) -> list[str] | None:
     for py in cands:
         try:
             p = subprocess.run(
-                [py, "-c", "import bokehkit.commands.render"],
+                [py, "-c", "import bokehkit.commands"],
                 capture_output=True,
                 env=env,
                 timeout=120,

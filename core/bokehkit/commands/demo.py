@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from ..errors import BokehkitError
 from ..pipeline import RenderSettings, render_file
 from ..progress import Progress
+from .bar import ProgressBar
 
 
 @dataclass
@@ -67,3 +69,17 @@ def _side_by_side(left: Path, right: Path, out: Path) -> None:
         canvas.paste(a, (0, 0))
         canvas.paste(b, (a.width + gap, 0))
         canvas.save(out, quality=90)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    bar = ProgressBar(enabled=not args.quiet)
+    result = render_demo(Path.cwd() / "bokehkit-demo", Progress(bar))
+    print(f"wrote {result.output} (the photo: {result.original}; side by side: {result.compare})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `demo` to the main parser's sub-commands."""
+    p = sub.add_parser("demo", help="render the bundled sample photo")
+    p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(run=_cmd_demo, interruptible=True)

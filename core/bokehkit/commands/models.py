@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import BokehkitError
 from ..store.store import ModelStore
+from .bar import ProgressBar
 
 
 def _mb(n: int) -> str:
@@ -17,9 +17,7 @@ def _store(args: argparse.Namespace) -> ModelStore:
     return ModelStore(getattr(args, "store", None))
 
 
-def _bar(args: argparse.Namespace):
-    from .render import ProgressBar  # the CLI's bar; imported late (cli imports this module)
-
+def _bar(args: argparse.Namespace) -> ProgressBar:
     return ProgressBar(enabled=not getattr(args, "quiet", False))
 
 
@@ -155,7 +153,7 @@ def _cmd_path(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_models_parser(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the `models` command to the main parser's sub-commands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -216,9 +214,3 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
     q = msub.add_parser("path", parents=[common], help="print the installed model's file")
     q.add_argument("id", metavar="ID")
     q.set_defaults(run=_cmd_path)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .render import main
-
-    sys.exit(main(["models", *sys.argv[1:]]))

@@ -1,64 +1,18 @@
-"""The `bokehkit` command line."""
+"""`bokehkit render`: one photo, with the depth, focus, lens and output options."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import sys
-import threading
-import time
 from pathlib import Path
 
-from .. import __version__
 from ..errors import BokehkitError
 from ..pipeline import DEPTH_MODEL_IDS, RenderSettings, render_file
-from ..progress import Cancelled, Progress
+from ..progress import Progress
 from ..render import ENGINES
 from ..render.highlights import DEFAULT_GAIN
 from ..scene.depth import KINDS, UNITS
 from ..scene.refine import FocusRange, parse_focus_range
-
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL_ERROR = 70
-EXIT_CANCELLED = 130
-
-
-class ProgressBar:
-    """A one-line bar on a terminal; occasional plain lines when the output is a log."""
-
-    def __init__(self, stream=sys.stderr, enabled: bool = True) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.tty = stream.isatty()
-        self._last_print = 0.0
-        self._last_text = ""
-        self._started = time.monotonic()
-
-    def __call__(self, fraction: float, text: str) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if self.tty:
-            if now - self._last_print < 0.1 and fraction < 1.0:
-                return
-            filled = int(30 * fraction)
-            bar = "#" * filled + "-" * (30 - filled)
-            line = f"\r[{bar}] {fraction * 100:3.0f}% {text[:60]:<60}"
-            self.stream.write(line)
-            if fraction >= 1.0:
-                self.stream.write("\n")
-            self.stream.flush()
-        else:
-            stage = text.split(",")[0]
-            if stage != self._last_text or now - self._last_print > 5 or fraction >= 1.0:
-                elapsed = now - self._started
-                self.stream.write(f"{fraction * 100:3.0f}% {text} ({elapsed:.1f} s)\n")
-                self.stream.flush()
-                self._last_text = stage
-            else:
-                return
-        self._last_print = now
+from .bar import ProgressBar
 
 
 def _point(text: str) -> tuple[float, float]:
@@ -342,7 +296,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _render_magicbokeh_reference(args: argparse.Namespace, inp: Path, out: Path) -> int:
-    from ..render.magicbokeh import render_reference_file
+    from .reference import render_reference_file
 
     bar = ProgressBar(enabled=not args.quiet)
     render_reference_file(
@@ -356,137 +310,11 @@ def _render_magicbokeh_reference(args: argparse.Namespace, inp: Path, out: Path)
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import render_demo
-
-    bar = ProgressBar(enabled=not args.quiet)
-    result = render_demo(Path.cwd() / "bokehkit-demo", Progress(bar))
-    print(f"wrote {result.output} (the photo: {result.original}; side by side: {result.compare})")
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from ..serve import server
-
-    job_base = args.job_base
-    if job_base is not None and not Path(job_base).is_dir():
-        raise BokehkitError(f"--job-base {job_base}: no such folder")
-    if args.tcp:
-        if not args.token_file:
-            raise BokehkitError("--tcp needs --token-file FILE (the token clients must send)")
-        host, port = server.parse_address(args.tcp)
-        token = server.read_token(args.token_file)
-        hello = args.hello_timeout
-        if not (hello > 0 and hello < 3600):  # NaN fails too
-            raise BokehkitError(f"--hello-timeout must be from 0 to 3600 s, not {hello:g}")
-        return server.serve_tcp(host, port, token, hello, job_base=job_base)
-    return server.serve_stdio(job_base)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bokehkit", description="Photorealistic lens bokeh and super-resolution."
-    )
-    parser.add_argument("--version", action="version", version=f"bokehkit {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `render` to the main parser's sub-commands."""
     p = sub.add_parser("render", help="render bokeh into a photo")
     p.add_argument("input", help="the photo (PNG, JPEG, TIFF, WebP)")
     p.add_argument("-o", "--output", help="where to write (default: INPUT-bokeh.EXT)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or report")
     _add_render_options(p)
-    p.set_defaults(run=_cmd_render)
-    p = sub.add_parser("demo", help="render the bundled sample photo")
-    p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
-    p.set_defaults(run=_cmd_demo)
-    p = sub.add_parser("serve", help="serve the GIMP/Krita plug-ins (docs/protocol.md)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--stdio", action="store_true", help="requests on stdin, events on stdout (default)"
-    )
-    mode.add_argument("--tcp", metavar="HOST:PORT", help="listen for clients (renders in turn)")
-    p.add_argument("--token-file", metavar="FILE", help="with --tcp: the token clients send")
-    p.add_argument(
-        "--hello-timeout",
-        metavar="S",
-        type=float,
-        default=10.0,
-        help="with --tcp: seconds a client has to send its hello line (default 10)",
-    )
-    p.add_argument(
-        "--job-base",
-        metavar="DIR",
-        default=None,
-        help="where the engine makes job folders (default: the temp folder; for --tcp, a "
-        "folder shared with the clients)",
-    )
-    p.set_defaults(run=_cmd_serve)
-    from .models import add_models_parser
-
-    add_models_parser(sub)
-    from bokehkit_plugin.install import add_parsers as add_install_parsers
-
-    add_install_parsers(sub)
-    return parser
-
-
-def _interrupt_on_termination() -> dict:
-    """SIGTERM/SIGHUP unwind like Ctrl-C, so that a half-written output is removed; returns
-    the handlers they had, for `main` to put back."""
-
-    def interrupt(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    saved = {}
-    if threading.current_thread() is not threading.main_thread():
-        return saved
-    for name in ("SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            saved[sig] = signal.signal(sig, interrupt)
-    return saved
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    saved = _interrupt_on_termination() if args.command in ("render", "demo") else {}
-    try:
-        return _run(args)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        return args.run(args)
-    except BokehkitError as exc:
-        _fail(f"error: {exc}")
-        return EXIT_USER_ERROR
-    except (Cancelled, KeyboardInterrupt):
-        _fail("cancelled; nothing was written")
-        return EXIT_CANCELLED
-    except MemoryError:
-        _fail("error: out of memory; try a smaller image or a lower --sr factor")
-        return EXIT_INTERNAL_ERROR
-    except BrokenPipeError:
-        # The reader went away (`bokehkit models list | head -1`): not an error. Later
-        # writes, and Python's own flush at exit, go nowhere instead of failing again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except Exception as exc:  # noqa: BLE001 - never a traceback for the user
-        if args.debug:
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
-        return EXIT_INTERNAL_ERROR
-
-
-def _fail(message: str) -> None:
-    sys.stderr.write("\n" if sys.stderr.isatty() else "")
-    sys.stderr.write(f"bokehkit: {message}\n")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    p.set_defaults(run=_cmd_render, interruptible=True)

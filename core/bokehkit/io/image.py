@@ -754,7 +754,7 @@ def _temp_prefix(p: Path) -> str:
 
 def sweep_stale_temporaries(p: Path) -> None:
     """Remove the temporaries of `p` that killed processes left in its folder."""
-    from ..serve.jobdirs import pid_alive
+    from ..processes import pid_alive
 
     prefix = f".{p.name}."
     try:

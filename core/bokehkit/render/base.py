@@ -1,9 +1,8 @@
-"""What every renderer takes and returns."""
+"""What every renderer takes and returns, and what it asks of the pipeline."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -28,9 +27,31 @@ class RenderJob:
     focus_mask: np.ndarray | None = None
 
 
-class Renderer(Protocol):
-    name: str
+class Renderer:
+    """A renderer: `render` turns a `RenderJob` into the defocused image. Its class declares
+    what it needs from the pipeline (pipeline.py reads these; it never asks for a renderer
+    by name)."""
+
+    name: str = ""
+    #: Depth models tried first for this renderer, best first, before the general order
+    #: (scene/depth_models/specs.py PREFERENCE); () = the general order.
+    preferred_depth_models: tuple[str, ...] = ()
+    #: The largest blur radius it renders, in output pixels (None: any); larger radii are
+    #: rendered at this one and the report says so.
+    max_radius_px: float | None = None
+    #: Whether clipped highlights get their energy back before it renders
+    #: (render/highlights.py).
+    recovers_highlights: bool = True
+    #: Whether the photo's grain is put back into blurred areas after it renders
+    #: (render/grain.py).
+    adds_grain: bool = True
+    #: Whether blur radii at depth edges are settled by colour first (render/depth_edges.py).
+    snaps_depth_edges: bool = True
+
+    def describe(self) -> str | None:
+        """What the report says about how it runs (device, precision), or None."""
+        return None
 
     def render(self, job: RenderJob, progress: Progress) -> np.ndarray:
         """Return the defocused image, H×W×3 float32 linear light."""
-        ...
+        raise NotImplementedError

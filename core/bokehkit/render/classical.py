@@ -36,7 +36,7 @@ import numpy as np
 from scipy.fft import irfft2, next_fast_len, rfft2
 
 from ..progress import Progress
-from .base import RenderJob
+from .base import Renderer, RenderJob
 from .hidden import guess_hidden_background, occluder_weight, occludes
 from .resample import bilinear_up, box_down
 
@@ -94,7 +94,10 @@ def _window(a: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
     return out
 
 
-class ClassicalRenderer:
+class ClassicalRenderer(Renderer):
+    """Physically based, occlusion-aware: everything the pipeline offers applies (depth-edge
+    snapping, highlight recovery, grain), any blur radius."""
+
     name = "classical"
 
     def __init__(self, tile_px: int = TILE_PX, threads: int | None = None) -> None:

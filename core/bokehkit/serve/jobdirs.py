@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BokehkitError
+from ..processes import pid_alive
 
 JOB_PREFIX = "bokehkit-job-"
 SCRATCH_PREFIX = "bokehkit-engine-"
@@ -59,19 +60,6 @@ def remove_all() -> None:
         _made.clear()
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (ours or anyone's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    except OSError:
-        return True
-    return True
 
 
 def sweep_stale(base: str | os.PathLike | None = None) -> list[str]:

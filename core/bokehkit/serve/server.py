@@ -122,7 +122,7 @@ def load_inputs(request: dict, scratch: Path, folders: JobFolders | None = None)
 
 def shrink(inputs: Inputs, max_px: int) -> Inputs:
     """A copy whose longest side is at most `max_px`, resampled in linear light."""
-    from ..sr.upscale import resize_plane
+    from ..sr.lanczos import resize_plane
 
     image = inputs.image
     w, h = image.size
@@ -714,21 +714,3 @@ def parse_address(text: str) -> tuple[str, int]:
     if not 0 <= int(port) <= 65535:
         raise BokehkitError(f"--tcp: port {port} is not a port number (0–65535)")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def serve_tcp(
-    host: str,
-    port: int,
-    token: str,
-    hello_timeout_s: float = 10.0,
-    job_base: str | None = None,
-) -> int:
-    """Serve clients over TCP (several at once, renders one at a time); each must open with
-    {"type":"hello","token":…} within `hello_timeout_s` (docs/protocol.md)."""
-    from .tcp import TcpServer
-
-    lifetime.install(job_base, watch_parent=False)
-    try:
-        return TcpServer(host, port, token, hello_timeout_s, job_base).serve()
-    finally:
-        jobdirs.remove_all()

@@ -20,7 +20,7 @@ import threading
 import time
 
 from ..errors import BokehkitError
-from . import protocol
+from . import jobdirs, lifetime, protocol
 from .jobdirs import JobFolders
 
 log = logging.getLogger("bokehkit.server")
@@ -217,3 +217,19 @@ def _refuse(conn: socket.socket, line: bytes, writer=None) -> None:
     finally:
         if writer is None:
             conn.close()
+
+
+def serve_tcp(
+    host: str,
+    port: int,
+    token: str,
+    hello_timeout_s: float = 10.0,
+    job_base: str | None = None,
+) -> int:
+    """Serve clients over TCP (several at once, renders one at a time); each must open with
+    {"type":"hello","token":…} within `hello_timeout_s` (docs/protocol.md)."""
+    lifetime.install(job_base, watch_parent=False)
+    try:
+        return TcpServer(host, port, token, hello_timeout_s, job_base).serve()
+    finally:
+        jobdirs.remove_all()

@@ -43,6 +43,7 @@ from .. import onnxtools
 from ..errors import BokehkitError
 from ..io.colour import linear_to_srgb, srgb_to_linear
 from ..progress import Progress
+from .lanczos import resize_plane, upscale_linear
 from .tiling import run_tiled
 
 MODEL_ID = "realesrgan-x4plus"
@@ -271,8 +272,7 @@ def check_detail(detail: float | None) -> float:
 
 def lanczos_srgb(srgb01: np.ndarray, factor: int) -> np.ndarray:
     """×`factor` of an sRGB H×W×3 image in [0, 1] with the classical upscaler's Lanczos-3
-    (`upscale.resize_plane`), clipped to [0, 1]: the `detail` = 0 end of the mix."""
-    from .upscale import resize_plane
+    (`lanczos.resize_plane`), clipped to [0, 1]: the `detail` = 0 end of the mix."""
 
     h, w, c = srgb01.shape
     out = np.empty((h * factor, w * factor, c), np.float32)
@@ -322,7 +322,6 @@ def upscale_realesrgan(
     float32 → ×`factor` (1, 2 or 4). `detail` in [0, 1]: how much of the network's picture
     is kept over a Lanczos upscale (None: `DETAIL`). `net` overrides the installed model
     (tests)."""
-    from .upscale import upscale_linear
 
     detail = check_detail(detail)
     if factor == 1:
@@ -379,7 +378,6 @@ def upscale_realesrgan(
 def _add_outside(out: np.ndarray, outside: np.ndarray, factor: int) -> np.ndarray:
     """Add the light outside [0, 1], enlarged bilinearly: that keeps its energy (clamping
     and sharpening would not)."""
-    from .upscale import resize_plane
 
     if np.any(outside):
         h, w = outside.shape[:2]
