@@ -86,8 +86,11 @@ def _planes(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=np.float32)
 
 
-def _window(a: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """a[y0:y1, x0:x1], mirrored where the window leaves the image (the photo "continues")."""
+def _window(a: np.ndarray, y0: int, y1: int, x0: int, x1: int, planes=False) -> np.ndarray:
+    """a[y0:y1, x0:x1] (a[:, y0:y1, x0:x1] for `planes`), mirrored where the window leaves
+    the image (the photo "continues")."""
+    if planes:
+        return np.stack([_window(plane, y0, y1, x0, x1) for plane in a])
     h, w = a.shape[:2]
     cy0, cy1, cx0, cx1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
     out = a[cy0:cy1, cx0:cx1]
@@ -118,6 +121,9 @@ class ClassicalRenderer:
             for x in range(0, w, self.tile_px)
         ]
         max_r = float(np.abs(slabs).max(initial=0.0))
+        # Once for the whole image: colour planes, and each pixel's slab and tent weight.
+        planes = _planes(rgb)
+        tent = _tent(coc, slabs)
         progress.update(0.0, "guessing the hidden background")
         hidden = guess_hidden_background(rgb, coc) if GUESS_HIDDEN else None
         half_diag = 0.5 * math.hypot(w, h)
@@ -129,7 +135,7 @@ class ClassicalRenderer:
             y0, y1, x0, x1 = tile
             centre = ((x0 + x1) / 2 - w / 2) / half_diag, ((y0 + y1) / 2 - h / 2) / half_diag
             out[y0:y1, x0:x1] = _render_tile(
-                rgb, coc, hidden, slabs, tile, max_r, job.aperture, centre
+                planes, coc, tent, hidden, slabs, tile, max_r, job.aperture, centre
             )
             return tile
 
@@ -156,7 +162,9 @@ class ClassicalRenderer:
         return out
 
 
-def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) -> np.ndarray:
+def _render_tile(planes, coc, tent, hidden, slabs, tile, max_r, aperture, centre_offset):
+    """The tile's pixels (H×W×3): `planes` is the photo (3×H×W), `tent` each pixel's slab
+    and weight toward the next (`_tent`)."""
     s_max = low_res_factor(max_r)
     # The composite covers one coarsest cell more on every side, so that refining it near
     # the tile's border interpolates with what lies beyond instead of repeating the border
@@ -168,9 +176,11 @@ def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) 
     halo = int(math.ceil(max_r)) + 4 * s_max + 2
     # Everything within reach of the largest blur, read once.
     wy0, wy1, wx0, wx1 = y0 - halo, y1 + halo, x0 - halo, x1 + halo
-    rgb_w = _window(rgb, wy0, wy1, wx0, wx1)
-    coc_w = _window(coc, wy0, wy1, wx0, wx1)
-    front = _Fragments(_planes(rgb_w), coc_w, None, slabs)
+    window_of = (wy0, wy1, wx0, wx1)
+    rgb_w = _window(planes, *window_of, planes=True)
+    coc_w = _window(coc, *window_of)
+    tent_w = tuple(_window(a, *window_of) for a in tent)
+    front = _Fragments(rgb_w, coc_w, None, slabs, tent=tent_w)
     back = None
     if hidden is not None:
         found = hidden.window(wy0, wy1, wx0, wx1)
@@ -242,7 +252,9 @@ def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) 
         _composite(acc, blurred, rect, group_coc, at_focus)
     inner = (slice(margin, th - margin), slice(margin, tw - margin))
     if acc is None:
-        return rgb_w[halo : halo + th, halo : halo + tw][inner].astype(np.float32)
+        return rgb_w[:, halo : halo + th, halo : halo + tw][(slice(None), *inner)].transpose(
+            1, 2, 0
+        )
     acc = _refine(acc, scale, 1, th, tw)[:, :th, :tw][(slice(None), *inner)]
     behind = 1.0 - acc[3]
     colour = acc[0:3] + behind * acc[5:8]
@@ -253,13 +265,14 @@ def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) 
 
 class _Fragments:
     """One layer of pixels in a window (the photo's, or the hidden background behind it):
-    straight colour, blur radius and coverage weight (None: all 1), split between the two
-    slabs around each pixel's radius. `offset` places the arrays in the window."""
+    straight colour (3×H×W planes), blur radius and coverage weight (None: all 1), split
+    between the two slabs around each pixel's radius (`tent`, if already known). `offset`
+    places the arrays in the window."""
 
-    def __init__(self, colour, coc, weight, slabs, offset=(0, 0)) -> None:
+    def __init__(self, colour, coc, weight, slabs, offset=(0, 0), tent=None) -> None:
         self.colour, self.weight = colour, weight
         self.oy, self.ox = offset
-        self.lower, self.t = _tent(coc, slabs)
+        self.lower, self.t = _tent(coc, slabs) if tent is None else tent
         lower = self.lower
         if weight is not None:  # absent pixels take no part in any group
             lower = np.where(weight > 0, self.lower, np.iinfo(np.int32).max)
