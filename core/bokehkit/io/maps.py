@@ -30,7 +30,7 @@ def read_map(path: str | Path, what: str) -> np.ndarray:
                 check_pixels(page.imagewidth, page.imagelength, f"{what} {path}")
                 data = page.asarray()
         else:
-            from .image import open_pillow
+            from .encoding import open_pillow
 
             with open_pillow(path, f"{what} {path}") as im:
                 if im.mode in ("I;16", "I;16B", "I;16L", "I", "F", "L"):

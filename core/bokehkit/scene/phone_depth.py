@@ -301,7 +301,7 @@ def _number(props: dict[str, str], key: str, fmt: str) -> float:
 
 def _decode_depth_image(blob: bytes, what: str) -> np.ndarray:
     """A depth image (PNG/JPEG, 8 or 16 bit) as float32 in [0, 1]."""
-    from ..io.image import open_pillow
+    from ..io.encoding import open_pillow
 
     try:
         with open_pillow(io.BytesIO(blob), what) as im:
