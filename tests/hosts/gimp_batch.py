@@ -1,5 +1,6 @@
 # Run inside gimp-console-3.0 by python-fu-eval (exec'd; Gimp, Gegl, Gio... already imported).
-# Drives python-fu-bokehkit on $BK_JOB/in.png the way a user would, for tests/test_hosts_gimp.py.
+# Drives python-fu-bokehkit on $BK_JOB/in.png the way a user would, for
+# tests/hosts/test_hosts_gimp.py.
 #
 #   BK_JOB    the job folder: in.png in; per case <case>/result.png, mask.raw, report.json
 #   BK_CASES  comma-separated (one GIMP start for all): layermask | selection | focus-channel |

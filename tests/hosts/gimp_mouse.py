@@ -1,5 +1,5 @@
 """A photographer's sessions in the real GIMP, driven with the mouse and keyboard (xdotool),
-for tests/test_hosts_gimp.py. Runs INSIDE the root under xvfb-run:
+for tests/hosts/test_hosts_gimp.py. Runs INSIDE the root under xvfb-run:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python3 gimp_mouse.py OUT_DIR
 

@@ -1,4 +1,4 @@
-# Run by kritarunner inside the root (tests/test_hosts_krita.py):
+# Run by kritarunner inside the root (tests/hosts/test_hosts_krita.py):
 #   QT_QPA_PLATFORM=offscreen PYTHONPATH=/bokehkit/tests/hosts kritarunner -s krita_batch \
 #       -f main /job
 # Drives the installed plug-in's core (document in, engine, result layer out) the way the

@@ -1,5 +1,5 @@
 """A photographer's session in the real Krita, driven with the mouse (xdotool) on a
-1366×768 screen, for tests/test_hosts_krita.py. Runs INSIDE the root under xvfb-run:
+1366×768 screen, for tests/hosts/test_hosts_krita.py. Runs INSIDE the root under xvfb-run:
 
     xvfb-run -a -s "-screen 0 1366x768x24" python3 krita_mouse.py OUT_DIR
 

@@ -14,7 +14,7 @@ import pytest
 
 from bokehkit_plugin import rawbuffer, schema
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str, path: Path):

@@ -19,7 +19,7 @@ import setup_engine
 
 from bokehkit_plugin import install as ip
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Krita's own "Import Python Plugin from File" code, where the Debian 13 root has it
 KRITA_IMPORTER = Path(

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from bokehkit.commands import main
 from bokehkit.io import orientation as orient
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def bokehkit(*args, env=None, **kw):

@@ -19,7 +19,7 @@ import pytest
 
 from bokehkit_plugin import install as ip
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENGINE = ["/opt/bokehkit/python", "-m", "bokehkit"]
 USER_KRITARC = "[General]\r\nfoo=bar\r\n\r\n[python]\r\nenable_other=true\r\n"
 

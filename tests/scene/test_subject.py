@@ -189,6 +189,6 @@ def test_isnet_path_imports_no_torch(isnet):
         f"m = subject.subject_mask(np.zeros((64, 64, 3), np.uint8), {str(isnet)!r}); "
         "assert m.shape == (64, 64); assert 'torch' not in sys.modules, 'torch imported'"
     )
-    core = Path(__file__).resolve().parents[1] / "core"
+    core = Path(__file__).resolve().parents[2] / "core"
     env = dict(os.environ, PYTHONPATH=str(core))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)

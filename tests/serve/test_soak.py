@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bokehkit_plugin import rawbuffer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 CLIENTS = int(os.environ.get("SOAK_CLIENTS", "800"))
 PARALLEL = int(os.environ.get("SOAK_PARALLEL", "16"))

@@ -20,7 +20,7 @@ from bokehkit.store.manifest import parse_manifest
 from bokehkit_plugin import rawbuffer
 from bokehkit_plugin.client import EngineClient, EngineError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 REAL_ENGINE = [sys.executable, "-m", "bokehkit"]
 ENGINE_ENV = {"PYTHONPATH": str(REPO / "core")}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PEAK_LIMIT_GIB = 4.0
 
 

@@ -220,7 +220,7 @@ def test_no_detail_means_the_default(photo, monkeypatch):
 def test_the_default_is_the_one_the_benchmark_chose():
     from pathlib import Path
 
-    doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks-sr.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-sr.md"
     assert f"**Chosen: detail {realesrgan.DETAIL:g}**" in doc.read_text("utf-8")
 
 

@@ -20,7 +20,7 @@ from bokehkit.store import store as store_mod
 from bokehkit.store.manifest import parse_manifest
 
 MODEL = os.urandom(10_500)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from bokehkit.serve import server
 from bokehkit_plugin import rawbuffer
 from bokehkit_plugin.client import Cancelled, EngineClient, EngineError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 REAL_ENGINE = [sys.executable, "-m", "bokehkit"]
 ENGINE_ENV = {"PYTHONPATH": str(REPO / "core")}

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("PyQt6.QtWidgets", reason="PyQt6 is in requirements/gui.txt")
 
 from bokehkit_plugin import rawbuffer, schema  # noqa: E402

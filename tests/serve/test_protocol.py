@@ -26,7 +26,7 @@ from bokehkit_plugin.client import (
     EngineError,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 REAL_ENGINE = [sys.executable, "-m", "bokehkit"]
 ENGINE_ENV = {"PYTHONPATH": str(REPO / "core")}  # the client scrubs PYTHONPATH, then adds this

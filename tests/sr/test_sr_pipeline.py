@@ -14,7 +14,7 @@ from bokehkit.pipeline import RenderSettings, render_image
 from bokehkit.sr import realesrgan
 from bokehkit.sr.upscale import UPSCALERS, get_upscaler
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def nearest_net(store=None, backend="auto"):

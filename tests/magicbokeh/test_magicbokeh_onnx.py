@@ -34,7 +34,7 @@ from bokehkit.magicbokeh.stages import TorchStages  # noqa: E402
 from bokehkit.render import magicbokeh as mb  # noqa: E402
 from bokehkit.store.download import file_sha256  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = dict(vae_tile=64, vae_overlap=4, latent_tile=8, latent_overlap=4)
 
 

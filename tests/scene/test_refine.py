@@ -20,7 +20,7 @@ from bokehkit.scene.refine import FocusRange, parse_focus_range, push_away
 from bokehkit_plugin import rawbuffer, schema
 from bokehkit_plugin.client import EngineClient, EngineError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 H, W = 90, 150
 # Three cards at 1 m, 2 m and 8 m (columns), textured so that any blur shows.
