@@ -46,7 +46,38 @@ MAX_COC_FRACTION = 0.1
 
 @dataclass
 class RenderSettings:
-    """Every choice a user can make; None means "not given"."""
+    """Every choice a user can make for one render; None means "not given".
+
+    Parameters
+    ----------
+    engine : str
+        The renderer, ``"classical"`` or ``"magicbokeh"`` (render/__init__.py), with
+        `engine_options` passed to it.
+    depth_path, depth_units, depth_kind, depth_near, depth_range_m
+        A depth or disparity map and how to read it (`bokehkit render --depth` and its
+        options); without one, the phone's recorded depth (`depth_from_photo`,
+        `embedded_depth`), an installed depth model (`depth_model`, `depth_model_id`) or
+        the fallback around the focus region.
+    focus_mask_path, focus_mask, focus_point, focus_range, focus_distance_m, focus_disparity
+        Where the focus is: a painted mask (white = sharp), a pixel of the photo as
+        displayed, a band of depth, or the focal plane directly; none of them: the subject
+        ISNet finds (`auto_subject`), else the image centre.
+    blur_mask_path, blur_mask
+        The refine brush, white = more blur.
+    f_number, focal_length_mm, sensor_width_mm, strength
+        The lens (focal length None: EXIF's 35 mm equivalent, else 50 mm), or `strength`,
+        blur px per unit of relative disparity, instead of it.
+    blades, blade_rotation_deg, cat_eye
+        The aperture's shape.
+    highlight_gain, grain
+        Clipped lights' largest brightening (1 = off) and the photo's grain put back
+        (1 = match, 0 = off), where the renderer takes them.
+    sr_factor, upscaler, upscaler_options
+        Super-resolution ×1, ×2 or ×4 and how (sr/upscale.py).
+    image_memo
+        A dict kept by a caller that renders one image many times (the engine's
+        previews): what depends on the image alone is computed once.
+    """
 
     engine: str = "classical"
     depth_path: str | None = None
@@ -183,8 +214,35 @@ def render_file(
     progress: Progress | None = None,
     view: str = "bokeh",
 ) -> RenderReport:
-    """Render `input_path` into `output_path` (written atomically, only when all went well);
-    view="depth" writes the depth view (render_depth_view) instead of the bokeh."""
+    """Render a photo file into an image file, written atomically only when all went well.
+
+    Parameters
+    ----------
+    input_path : path
+        The photo: PNG, JPEG, TIFF or WebP (8/16-bit integer or 32-bit float).
+    output_path : path
+        Where to write; the format follows the extension, the encoding follows the source
+        (dtype, ICC profile, EXIF). Never the input file.
+    settings : RenderSettings
+        Depth, focus, lens, renderer and super-resolution.
+    progress : Progress, optional
+        Told the fraction done; cancels between steps when its event is set.
+    view : {"bokeh", "depth"}
+        The bokeh, or the depth the render would use (near warm, far dark, the focal plane
+        green), never enlarged.
+
+    Returns
+    -------
+    RenderReport
+        Where depth and focus came from, the lens, the largest blur; ``lines()`` for text.
+
+    Raises
+    ------
+    BokehkitError
+        Bad input, settings or output folder, before any work where it can be told.
+    Cancelled
+        When `progress` was cancelled; nothing is written.
+    """
     progress = progress or Progress()
     output_path = Path(output_path)
     if Path(input_path).resolve() == output_path.resolve():
@@ -221,7 +279,25 @@ def render_view(
 def render_image(
     image: LoadedImage, settings: RenderSettings, progress: Progress | None = None
 ) -> tuple[np.ndarray, RenderReport]:
-    """The pipeline on a loaded image; returns linear RGB at the output size and a report."""
+    """The pipeline on a loaded image: focus → depth → optics → render → super-resolution.
+
+    Parameters
+    ----------
+    image : LoadedImage
+        From `bokehkit.io.image.load_image` (or the engine's raw buffers).
+    settings : RenderSettings
+        Depth, focus, lens, renderer and super-resolution.
+    progress : Progress, optional
+        Told the fraction done; may cancel between tiles.
+
+    Returns
+    -------
+    linear : numpy.ndarray
+        H×W×3 float32 linear light at the output size (× `settings.sr_factor`); encode it
+        with `encode_result` to write it like the source.
+    report : RenderReport
+        Where depth and focus came from, the lens, the largest blur.
+    """
     progress = progress or Progress()
     started = time.perf_counter()
     report = RenderReport()

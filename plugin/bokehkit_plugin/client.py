@@ -345,10 +345,36 @@ class EngineClient:
         blur: RawImage | None = None,
         depth_photo: str | None = None,
     ) -> RenderResult:
-        """Render and return the result (same format as `image`). Blocks; raises
-        Cancelled once `cancel_event` is set, EngineError, EngineBusy. `blur` is the Blur
-        refine brush (white = more blur); `depth_photo` a phone photo whose recorded depth
-        the render uses."""
+        """Render on the engine and return the result; blocks until it is done.
+
+        Parameters
+        ----------
+        image : RawImage
+            The layer's pixels, as the host hands them over (docs/protocol.md).
+        params : dict
+            Render parameters by the schema's names (schema.py; the engine validates them).
+        mask, depth, blur : RawImage, optional
+            The focus mask (white = sharp), a painted Depth layer (white = near), the Blur
+            refine brush (white = more blur); channels "Y".
+        on_progress : callable, optional
+            ``on_progress(fraction, text)`` as the engine reports progress.
+        cancel_event : threading.Event, optional
+            Set it to cancel; the engine is killed if it does not confirm in 2 s.
+        preview : bool
+            A quick render whose longest side is `preview_max_px`, without SR; a newer
+            preview supersedes a running one.
+        depth_photo : str, optional
+            A phone photo whose recorded depth the render uses.
+
+        Returns
+        -------
+        RenderResult
+            The result in the same format as `image` (× the SR factor) and the report.
+
+        Raises
+        ------
+        Cancelled, EngineError, EngineBusy
+        """
         request = {
             "type": "render",
             "params": params,

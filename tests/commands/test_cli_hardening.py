@@ -1,5 +1,5 @@
-"""`bokehkit render` as a careless user and a hostile machine meet it (issue 15, items 6, 7,
-10 and 11, and the command line's weak spots): EXIF orientation for masks, points and depth;
+"""`bokehkit render` as a careless user and a hostile machine meet it (docs/security.md):
+EXIF orientation for masks, points and depth;
 no NaN or infinite option; no leftovers after a kill; the output folder checked first."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _one_line_error(capsys, code: int, words: str) -> None:
     assert err.count("\n") == 1 and words in err and "Traceback" not in err, err
 
 
-# ------------------------------------------------------------------ item 7: NaN and inf
+# ------------------------------------------------------------------ NaN and inf
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ def test_engine_params_refuse_nan_and_inf():
                 settings_from_params({"focus_source": "point", name: bad}, inputs)
 
 
-# ------------------------------------------------------------ item 11: the output folder
+# ------------------------------------------------------------ the output folder
 
 
 def test_an_unwritable_output_folder_fails_before_the_render(photo, capsys, monkeypatch):
@@ -150,7 +150,7 @@ def test_models_list_into_a_closed_pipe_is_quiet():
     assert listing.wait(timeout=60) == 0 and err == "", err
 
 
-# ----------------------------------------------------------- item 6: EXIF orientation
+# ----------------------------------------------------------- EXIF orientation
 
 
 def _exif(orientation: int) -> bytes:

@@ -1,5 +1,5 @@
 """Small files that declare huge contents are refused before anything of that size is
-allocated (issue 15, item 5): extended XMP, compressed TIFFs, PNG bombs, BKRAW headers,
+allocated (docs/security.md): extended XMP, compressed TIFFs, PNG bombs, BKRAW headers,
 .npy headers and zip-bombed checkpoints."""
 
 from __future__ import annotations

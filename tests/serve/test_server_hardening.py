@@ -1,7 +1,7 @@
-"""`bokehkit serve` against hostile and careless clients (issue 15, items 1–4, 8, 9 and the
-server's weak spots): no line can end the process or its reader, requests reach only the
-job folders the engine made, slow clients hold nothing, cancels are answered at once, the
-newest preview wins, and the engine lives exactly as long as the host process."""
+"""`bokehkit serve` against hostile and careless clients (docs/security.md): no line can end
+the process or its reader, requests reach only the job folders the engine made, slow clients
+hold nothing, cancels are answered at once, the newest preview wins, and the engine lives
+exactly as long as the host process."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_a_line_nested_200000_deep_or_too_long_is_an_error_event(wire):
     assert engine.close() == 0  # and EOF still ends the engine
 
 
-# ------------------------------------------------------------------ item 3: paths
+# ------------------------------------------------------------------ paths
 
 
 def _open_job(engine: Wire, job_id: str = "J") -> Path:
@@ -162,7 +162,7 @@ def test_requests_reach_only_the_job_folders_the_engine_made(wire, tmp_path):
     assert engine.ping() and not folder.exists()
 
 
-# ---------------------------------------------------------- item 4: slow and idle clients
+# ---------------------------------------------------------- slow and idle clients
 
 
 @pytest.fixture
@@ -349,7 +349,7 @@ def test_cancels_of_unknown_ids_leave_nothing_behind():
     local.close()
 
 
-# --------------------------------------------------------- item 8: the newest preview wins
+# --------------------------------------------------------- the newest preview wins
 
 SLOW_CANCEL_ENGINE = r"""
 import json, os, sys, tempfile, threading, time
@@ -422,7 +422,7 @@ def test_the_newest_preview_wins_over_one_still_cancelling(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["engine.py"]
 
 
-# ---------------------------------------------------------------- item 9: lifetime
+# ---------------------------------------------------------------- lifetime
 
 
 def test_the_engine_outlives_the_thread_that_started_it_and_not_the_process(tmp_path):
@@ -487,7 +487,7 @@ def test_engine_results_are_unchanged_through_job_folders(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-# ----------------------------------------------------------------- item 10: leftovers
+# ----------------------------------------------------------------- leftovers
 
 KILLED_HOST = """
 import sys

@@ -1,5 +1,5 @@
-"""The model store against damaged and wrong files, and on the light engine (issue 15, the
-models' weak spots): `list`, `verify` and a render agree on a damaged file; an unpinned
+"""The model store against damaged and wrong files, and on the light engine
+(docs/security.md): `list`, `verify` and a render agree on a damaged file; an unpinned
 import must be the right network; Real-ESRGAN installs without safetensors or torch."""
 
 from __future__ import annotations

@@ -102,7 +102,27 @@ def _transfer_for(icc: bytes | None, channels: str, dtype: str, name: str) -> tu
 
 
 def load_image(path: str | os.PathLike[str]) -> LoadedImage:
-    """Decode an image to float32 linear light; BokehkitError for bad input."""
+    """Decode an image to linear light, remembering how to write a result back like it.
+
+    Parameters
+    ----------
+    path : path
+        A PNG, JPEG, TIFF or WebP file (told by its first bytes, not its name): 8/16-bit
+        integer or 32-bit float; grey, grey + alpha, RGB or RGBA; within the pixel limit
+        (limits.py).
+
+    Returns
+    -------
+    LoadedImage
+        ``linear_rgb`` (H×W×3 float32, in the file's own primaries, ICC transfer curve
+        undone), ``alpha`` (untouched), the code values and the `SourceEncoding` (format,
+        dtype, channels, ICC profile, EXIF).
+
+    Raises
+    ------
+    BokehkitError
+        A missing, unreadable or unsupported file, or one over the pixel limit, in one line.
+    """
     p = Path(path)
     if not p.exists():
         raise BokehkitError(f"{p}: file not found")
@@ -295,11 +315,29 @@ def save_image(
     encoding: SourceEncoding,
     fmt: str | None = None,
 ) -> None:
-    """Write code values (H x W or H x W x C, C = 1 or 3) plus optional alpha atomically.
+    """Write code values plus optional alpha atomically (a temporary file, then a rename).
 
-    The format follows ``fmt`` or the extension.  Data a format cannot hold is converted
-    (float -> 16-bit PNG, 16-bit -> 8-bit JPEG/WebP, alpha dropped for JPEG, grey -> RGB
-    for WebP); ICC profile and EXIF are kept wherever the format can carry them.
+    Data a format cannot hold is converted (float -> 16-bit PNG, 16-bit -> 8-bit JPEG/WebP,
+    alpha dropped for JPEG, grey -> RGB for WebP); ICC profile and EXIF are kept wherever
+    the format can carry them.
+
+    Parameters
+    ----------
+    path : path
+        The file to write; its folder must exist.
+    encoded_pixels : numpy.ndarray
+        H×W or H×W×C (C = 1 or 3) code values, as `encode_linear` gives them.
+    alpha : numpy.ndarray or None
+        H×W alpha, written as it is (converted to the output's sample type).
+    encoding : SourceEncoding
+        The source's encoding (ICC profile, EXIF, DPI, JPEG tables, WebP mode).
+    fmt : str, optional
+        "PNG", "JPEG", "TIFF" or "WEBP"; default: from the extension.
+
+    Raises
+    ------
+    BokehkitError
+        An unknown format, a missing folder or a failed write; the target is untouched.
     """
     p = Path(path)
     fmt = (fmt or format_for_path(p)).upper()

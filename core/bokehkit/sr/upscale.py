@@ -48,8 +48,28 @@ OPTION_CHECKS: dict[str, Callable[..., None]] = {"realesrgan": _check_realesrgan
 
 
 def get_upscaler(name: str, **options) -> Upscaler:
-    """The upscaler `name`, with `options` bound (realesrgan: detail, 0 to 1); a wrong name,
-    option or value raises BokehkitError here, before any work."""
+    """The upscaler `name`, with its options bound.
+
+    Parameters
+    ----------
+    name : str
+        ``"classical"`` (edge-aware Lanczos, sr/lanczos.py) or ``"realesrgan"``
+        (sr/realesrgan.py; its model installed).
+    **options
+        The upscaler's keyword-only options (realesrgan: ``detail``, 0 = a Lanczos upscale
+        to 1 = the network alone).
+
+    Returns
+    -------
+    Upscaler
+        ``upscale(linear_rgb, factor, sharpness=None, progress=None)`` → the enlarged
+        H·f×W·f×3 float32 linear image.
+
+    Raises
+    ------
+    BokehkitError
+        A wrong name, option or value, here, before any work.
+    """
     import functools
     import inspect
 
