@@ -54,20 +54,21 @@ def run_on_ray(todo: list[dict], args, out_dir: Path, address: str, jobs: int, f
 
     started_here = False
     if not ray.is_initialized():
-        if address == "auto" and not os.environ.get("RAY_ADDRESS"):
-            # A cluster for this run only, on this machine and its loopback.
-            ray.init(
-                num_cpus=jobs,
-                include_dashboard=False,
-                log_to_driver=False,
-                _node_ip_address="127.0.0.1",
-            )
-        else:
-            target = os.environ.get("RAY_ADDRESS") if address == "auto" else address
-            try:
+        try:
+            if address == "auto" and not os.environ.get("RAY_ADDRESS"):
+                # A cluster for this run only, on this machine and its loopback.
+                ray.init(
+                    num_cpus=jobs,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    _node_ip_address="127.0.0.1",
+                )
+            else:
+                target = os.environ.get("RAY_ADDRESS") if address == "auto" else address
                 ray.init(address=target, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise BokehkitError(f"--ray {address}: cannot join the cluster ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean the same
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BokehkitError(f"--ray {address}: cannot start or join Ray ({first})") from None
         started_here = True
     args_copy = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "run"})
     remote = ray.remote(num_cpus=1)(_render_shipped)
