@@ -319,3 +319,32 @@ def test_renders_take_turns_in_the_order_they_asked():
     for t in threads:
         t.join(WAIT_S)
     assert order == ["a", "b", "c", "d"]
+
+
+def test_install_plugins_remote_makes_the_hosts_use_the_remote_engine(
+    engine, tmp_path, monkeypatch
+):
+    from bokehkit_plugin import client as bk_client
+
+    home = tmp_path / "home"
+    (home / ".config/GIMP/3.0").mkdir(parents=True)
+    env = {**_env(tmp_path), "HOME": str(home), "XDG_CONFIG_HOME": "", "XDG_DATA_HOME": ""}
+    env.pop("GIMP3_DIRECTORY", None)
+    fingerprint = engine["fingerprint"].upper().replace("SHA256:", "SHA256:")
+    done = _cli("install-plugins", "--gimp", "--remote", engine["address"], "--token-file",
+                engine["root"] / "token", "--fingerprint", fingerprint, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = json.loads((home / ".config/bokehkit/engine.json").read_text())
+    assert config["remote"]["fingerprint"] == engine["fingerprint"]
+    bad = _cli("install-plugins", "--gimp", "--remote", engine["address"], "--token-file",
+               engine["root"] / "token", "--fingerprint", "SHA256:1234", env=env)  # fmt: skip
+    assert bad.returncode == 2 and "64 hex digits" in bad.stderr
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", "")
+    monkeypatch.delenv("BOKEHKIT_ENGINE", raising=False)
+    client = bk_client.make_client()  # what GIMP and Krita call
+    with client:
+        assert client.remote
+        engines = bk_client.engines_for_panel(client.ping(), client)
+    assert engines["where"]["label"].startswith("remote: CPU")
+    assert engines["classical"]["available"]

@@ -102,8 +102,26 @@ def clean_environment(extra: dict | None = None) -> dict:
     return env
 
 
+def engine_label(pong: dict, remote: bool) -> str:
+    """Which engine renders, as the panels say it: "remote: CUDA, MagicBokeh available"."""
+    devices = [str(d) for d in pong.get("devices") or ["CPU"]]
+    text = f"{'remote' if remote else 'local'}: {', '.join(devices)}"
+    if ((pong.get("engines") or {}).get("magicbokeh") or {}).get("available"):
+        text += ", MagicBokeh available"
+    return text
+
+
+def engines_for_panel(pong: dict, client: EngineClient) -> dict:
+    """The pong's "engines", plus "where": {"label": engine_label(...)} for the panel."""
+    engines = dict(pong.get("engines") or {})
+    engines["where"] = {"label": engine_label(pong, client.remote)}
+    return engines
+
+
 class EngineClient:
     """One engine child process; one job at a time."""
+
+    remote = False  # RemoteEngineClient: an engine on another machine
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ import threading
 import time
 
 from . import rawbuffer
-from .client import START_TIMEOUT_S, EngineClient, EngineError
+from .client import START_TIMEOUT_S, EngineClient, EngineError, engine_label
 
 CHUNK_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 10.0
@@ -100,6 +100,8 @@ class RemoteEngineClient(EngineClient):
     connection; buffers are uploaded and results downloaded through it. Closing the
     connection cancels the engine's jobs for this client; it never stops the engine."""
 
+    remote = True
+
     def __init__(self, address: str, token: str, fingerprint: str) -> None:
         super().__init__()
         parse_address(address)
@@ -177,6 +179,28 @@ class RemoteEngineClient(EngineClient):
     def close(self) -> None:
         self.kill()  # never `shutdown`: that would stop the engine for everyone
 
+    def ping(self, timeout: float = START_TIMEOUT_S) -> dict:
+        self.pong = super().ping(timeout)
+        return self.pong
+
+    def dialog(self, image, params, mask=None, depth=None, cancel_event=None, blur=None,
+               context=None):  # fmt: skip
+        """The engine's dialog belongs on this screen, not the engine's: a local engine (the
+        configured command) shows it, with previews rendered there; renders go remote.
+        Without a local engine, EngineError: the host falls back to its own dialog."""
+        from .config import EngineNotConfigured, engine_command
+
+        try:
+            command = engine_command()
+        except EngineNotConfigured:
+            raise EngineError("no local engine to show the dialog") from None
+        pong = getattr(self, "pong", None) or self.ping()
+        context = dict(context or {})
+        where = f"Renders on the {engine_label(pong, remote=True)} engine at {self.address}."
+        context["note"] = f"{context.get('note') or ''} {where}".strip()
+        with EngineClient(command) as local:
+            return local.dialog(image, params, mask, depth, cancel_event, blur, context)
+
     # ------------------------------------------------------------------- files
     def _put_buffer(self, job_id: str, folder: str, name: str, image) -> None:
         self.upload(job_id, folder, name, rawbuffer.to_bytes(image))
@@ -253,13 +277,3 @@ class RemoteEngineClient(EngineClient):
                 raise EngineError(str(event.get("message") or "the engine reported an error"))
         self.kill()
         raise RemoteError(f"the engine at {self.address} stopped answering")
-
-
-def engine_label(pong: dict, remote: bool) -> str:
-    """What the panel says about the engine: "remote: CUDA, MagicBokeh available"."""
-    devices = [str(d) for d in pong.get("devices") or ["CPU"]]
-    text = f"{'remote' if remote else 'local'}: {', '.join(devices)}"
-    engines = pong.get("engines") or {}
-    if (engines.get("magicbokeh") or {}).get("available"):
-        text += ", MagicBokeh available"
-    return text
