@@ -59,9 +59,8 @@ def regions(matte: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photo", action="append", type=Path, default=[])
     ap.add_argument("--out", type=Path, default=Path("/tmp/bokehkit-nodepth"))
     ap.add_argument("--figure", type=Path, help="before/after pairs, stacked (JPEG)")
@@ -82,11 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         before, after = luminance(photo), luminance(out)
         kept = {name: detail(after, m) / detail(before, m) for name, m in regions(matte).items()}
         w, h = image.size
-        print(
-            f"| {photo.name} | {w}×{h} | {report.depth_source.split(':')[0]} | "
-            f"{100 * kept['subject']:.0f} % | {100 * kept['background']:.0f} % | "
-            f"{100 * kept['beside']:.0f} % |"
-        )
+        print(f"| {photo.name} | {w}×{h} | {report.depth_source.split(':')[0]} | "
+              f"{100 * kept['subject']:.0f} % | {100 * kept['background']:.0f} % | "
+              f"{100 * kept['beside']:.0f} % |")
         pairs.append((photo, out))
     if a.figure:
         rows = []
