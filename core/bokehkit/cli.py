@@ -323,6 +323,10 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
 def _cmd_render(args: argparse.Namespace) -> int:
     inp = Path(args.input)
     out = Path(args.output) if args.output else inp.with_name(f"{inp.stem}-bokeh{inp.suffix}")
+    if args.remote:  # the same render on an engine elsewhere
+        from .remote_render import run_remote
+
+        return run_remote(args, inp, out, ProgressBar(enabled=not args.quiet))
     if args.engine == "magicbokeh" and args.reference:
         if args.runtime == "onnx":
             raise BokehkitError("--reference runs the torch network: drop --runtime onnx")
@@ -333,14 +337,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
         )
     bar = ProgressBar(enabled=not args.quiet)
     view = "depth" if args.depth_view else "bokeh"
-    if args.remote:  # the same render on an engine elsewhere (remote_render.py)
-        from .remote_render import render_remote
-
-        lines = render_remote(args, inp, out, bar)
-    else:
-        lines = render_file(inp, out, _settings(args), Progress(bar), view=view).lines()
+    report = render_file(inp, out, _settings(args), Progress(bar), view=view)
     if not args.quiet:
-        for line in lines:
+        for line in report.lines():
             print(line)
     print(f"wrote {out}")
     return 0

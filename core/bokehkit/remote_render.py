@@ -60,6 +60,8 @@ def render_uploaded_file(request: dict, folders: JobFolders, progress: Progress)
     for dest in LOCAL_ONLY:
         if getattr(args, dest) not in (None, False):
             raise BokehkitError(f"render_file: --{dest.replace('_', '-')} is not for remote")
+    if not _NAME.fullmatch(args.model):  # a bundle in the engine's store, never a path
+        raise BokehkitError(f"render_file: --model must be a bundle name, not {args.model!r}")
     for dest in (names["input"], *[getattr(args, d) for d in FILE_OPTIONS]):
         if dest is not None:
             with folders.open(request.get("job_dir"), dest, "render_file"):
@@ -166,6 +168,16 @@ def render_remote(args: argparse.Namespace, inp: Path, out: Path, on_progress) -
         raise BokehkitError(str(exc)) from None
     write_atomically(out, data)
     return [str(line) for line in event.get("report") or []]
+
+
+def run_remote(args: argparse.Namespace, inp: Path, out: Path, bar) -> int:
+    """`bokehkit render --remote`: as `bokehkit render` prints it."""
+    lines = render_remote(args, inp, out, bar)
+    if not args.quiet:
+        for line in lines:
+            print(line)
+    print(f"wrote {out}")
+    return 0
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -196,6 +196,10 @@ class TcpServer:
                     return
                 time.sleep(0.05)  # e.g. out of file descriptors: try again shortly
                 continue
+            try:  # a client whose machine vanished is noticed, and its jobs cancelled
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            except OSError:
+                pass
             if not self._clients.acquire(blocking=False):
                 threading.Thread(target=_refuse, args=(conn, TOO_MANY), daemon=True).start()
                 continue
