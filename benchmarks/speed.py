@@ -7,9 +7,15 @@
   on a 256×256 crop and its megapixels per second are scaled from that;
 * GEGL: GIMP 3's own `gegl:lens-blur` with the same radius map, in the Debian 13 root of
   tests/hosts/hostroot.sh (skipped with a note where that root cannot be had);
-* peak memory of `bokehkit render` on a 24 MP JPEG with a 16-bit depth map, whole process.
+* cost against size: ours at 3, 12, 24 and 48 MP (one radius), seconds per megapixel;
+* peak memory of `bokehkit render` on a 24 MP and a 48 MP JPEG with a 16-bit depth map,
+  whole process;
+* the preview as the plug-ins get it: a 24 MP layer, the real engine through the plug-ins'
+  `EngineClient`, one slider move after another (the engine keeps the layer between
+  previews), and a burst of moves (the newest wins, the others are dropped).
 
-    python benchmarks/speed.py [--radii 16 32 64] [--no-gegl] [--no-memory] [--json FILE]
+    python benchmarks/speed.py [--radii 16 32 64 128] [--sizes 3 12 24 48] [--no-gegl]
+                               [--no-memory] [--no-preview] [--json FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "plugin"))
 
 from benchmarks.gegl_reference import (  # noqa: E402
     HostRootUnavailable,
@@ -84,11 +91,23 @@ def time_gather(image: np.ndarray, radius: np.ndarray) -> float:
     return (time.perf_counter() - t) / (GATHER_CROP * GATHER_CROP / 1e6)
 
 
-def peak_memory_24mp() -> dict:
-    """Run `bokehkit render` on a 24 MP photo in a child process; report its peak RSS."""
+def time_sizes(megapixels: list[float], max_radius: float, repeat: int) -> list[dict]:
+    """Ours at several image sizes (4:3), one largest radius: is the cost linear?"""
+    rows = []
+    for mp in megapixels:
+        w = int(round((mp * 1e6 * 4 / 3) ** 0.5))
+        h = int(round(w * 3 / 4))
+        image, radius = make_test_scene(w, h, max_radius=max_radius)
+        seconds = time_ours(image, radius, repeat)
+        del image, radius
+        rows.append({"megapixels": w * h / 1e6, "max_radius_px": max_radius, "ours_s": seconds})
+    return rows
+
+
+def peak_memory(w: int = 6000, h: int = 4000) -> dict:
+    """Run `bokehkit render` on a w×h photo in a child process; report its peak RSS."""
     from PIL import Image
 
-    w, h = 6000, 4000
     image, radius = make_test_scene(w, h, max_radius=64.0, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -129,13 +148,83 @@ def peak_memory_24mp() -> dict:
     return {"megapixels": w * h / 1e6, "peak_rss_gib": peak_kib / 2**20, "seconds": seconds}
 
 
+def preview_latency(moves: int = 12, burst: int = 6) -> dict:
+    """Slider moves on a 24 MP layer, through the engine protocol as the plug-ins use it:
+    the first preview (the layer is sent), then `moves` apertures one after the other
+    (milliseconds each), then `burst` moves 40 ms apart while previews are in flight
+    (milliseconds from the last move to its preview; how many previews were dropped)."""
+    import threading
+
+    from bokehkit_plugin.client import Cancelled, EngineClient
+    from bokehkit_plugin.rawbuffer import RawImage
+
+    w, h = 6000, 4000
+    image, _ = make_test_scene(w, h, max_radius=16.0, seed=2)
+    codes = (np.clip(image, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
+    del image
+    rgba = np.dstack([codes, np.full((h, w), 255, np.uint8)])
+    layer = RawImage(w, h, rgba.tobytes(), "RGBA", "RGBA", "uint8", "srgb")
+    del codes, rgba
+    params = {"focus_source": "point", "focus_x": 0.3, "focus_y": 0.55, "aperture": 2.0}
+    env = {"PYTHONPATH": str(REPO / "core")}
+    with (
+        tempfile.TemporaryDirectory() as jobs,
+        EngineClient([sys.executable, "-m", "bokehkit"], env, jobs) as client,
+    ):
+        client.ping()
+
+        def preview(aperture: float):
+            return client.render(layer, dict(params, aperture=aperture), preview=True)
+
+        t = time.perf_counter()
+        preview(2.0)
+        first_ms = (time.perf_counter() - t) * 1e3
+        stops = [1.4, 1.6, 1.8, 2.0, 2.2, 2.5, 2.8, 3.2, 3.5, 4.0, 4.5, 5.0]
+        each = []
+        for i in range(moves):
+            t = time.perf_counter()
+            preview(stops[i % len(stops)])
+            each.append((time.perf_counter() - t) * 1e3)
+        outcome: list = [None] * burst
+        threads = []
+        for i in range(burst):
+
+            def run(i=i):
+                try:
+                    preview(stops[i])
+                    outcome[i] = time.perf_counter()
+                except Cancelled:
+                    outcome[i] = "dropped"
+
+            threads.append(threading.Thread(target=run))
+            last_move = time.perf_counter()
+            threads[-1].start()
+            time.sleep(0.04)
+        for thread in threads:
+            thread.join()
+    shown = outcome[-1]
+    return {
+        "layer": f"{w}×{h}",
+        "first_ms": first_ms,
+        "median_ms": float(np.median(each)),
+        "worst_ms": float(np.max(each)),
+        "burst_last_ms": (shown - last_move) * 1e3 if isinstance(shown, float) else None,
+        "burst_dropped": sum(o == "dropped" for o in outcome),
+        "burst": burst,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--radii", type=float, nargs="+", default=[16.0, 32.0, 64.0])
+    ap.add_argument("--radii", type=float, nargs="+", default=[16.0, 32.0, 64.0, 128.0])
+    ap.add_argument("--sizes", type=float, nargs="*", default=[3.0, 12.0, 24.0, 48.0],
+                    help="megapixels of the size rows (at --size-radius)")  # fmt: skip
+    ap.add_argument("--size-radius", type=float, default=32.0)
     ap.add_argument("--repeat", type=int, default=2, help="best of N for ours and GEGL")
     ap.add_argument("--no-gegl", action="store_true")
     ap.add_argument("--no-gather", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-preview", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -167,12 +256,32 @@ def main(argv: list[str] | None = None) -> int:
             line += f" (ours ×{row['gegl_s'] / row['ours_s']:.2f} faster)"
         print(line, flush=True)
     result = {"width": WIDTH, "height": HEIGHT, "rows": rows}
+    if args.sizes:
+        result["sizes"] = time_sizes(args.sizes, args.size_radius, args.repeat)
+        for row in result["sizes"]:
+            print(
+                f"{row['megapixels']:5.1f} MP, R={row['max_radius_px']:.0f} px: ours "
+                f"{row['ours_s']:6.2f} s = {row['ours_s'] / row['megapixels']:.3f} s/MP",
+                flush=True,
+            )
     if not args.no_memory:
-        mem = peak_memory_24mp()
-        result["memory_24mp"] = mem
+        for name, (w, h) in (("24mp", (6000, 4000)), ("48mp", (8000, 6000))):
+            mem = peak_memory(w, h)
+            result[f"memory_{name}"] = mem
+            print(
+                f"{mem['megapixels']:.0f} MP render (bokehkit render, JPEG + 16-bit depth): "
+                f"peak RSS {mem['peak_rss_gib']:.2f} GiB, {mem['seconds']:.1f} s",
+                flush=True,
+            )
+    if not args.no_preview:
+        pv = preview_latency()
+        result["preview"] = pv
+        burst = "not shown" if pv["burst_last_ms"] is None else f"{pv['burst_last_ms']:.0f} ms"
         print(
-            f"24 MP render (bokehkit render, JPEG + 16-bit depth): peak RSS "
-            f"{mem['peak_rss_gib']:.2f} GiB, {mem['seconds']:.1f} s"
+            f"preview of a {pv['layer']} layer (engine protocol): first {pv['first_ms']:.0f} ms; "
+            f"slider moves: median {pv['median_ms']:.0f} ms, worst {pv['worst_ms']:.0f} ms; "
+            f"burst of {pv['burst']} moves 40 ms apart: last shown after {burst}, "
+            f"{pv['burst_dropped']} dropped"
         )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -425,6 +425,46 @@ def test_real_engine_matches_the_command_line(photo):
     assert_no_job_folders(jobs)
 
 
+def test_previews_of_one_layer_send_it_once_and_render_as_a_fresh_engine_would(photo):
+    folder, img, mask = photo
+    h, w = img.shape[:2]
+    image = rawbuffer.RawImage(w, h, img.tobytes(), "RGB", "RGBA", "uint8", "srgb")
+    mask_buf = rawbuffer.RawImage(w, h, mask.tobytes(), "Y", "RGBA", "uint8", "linear")
+    params = {"aperture": 1.4, "focus_source": "mask"}
+    sent = []
+    with EngineClient(REAL_ENGINE, ENGINE_ENV, str(folder)) as client:
+        send = client._send
+        client._send = lambda request: (sent.append(dict(request)), send(request))[1]
+
+        def preview(layer, **changes):
+            return client.render(layer, dict(params, **changes), mask=mask_buf, preview=True,
+                                 preview_max_px=48).image.data  # fmt: skip
+
+        first = preview(image)
+        slider = [preview(image, aperture=a) for a in (2.0, 4.0)]
+        renders = [r for r in sent if r.get("type") == "render"]
+        assert renders[0]["image"] and renders[0]["cache_as"]  # sent once, with a name...
+        assert all(r["image"] is None and r["mask"] is None for r in renders[1:])  # ...then not
+        assert all(r["cached"] == renders[0]["cache_as"] for r in renders[1:])
+        # The engine forgot them (say it restarted): the client sends them again.
+        kept = client._preview_kept
+        client._preview_kept = (kept[0], "P-forgotten", *kept[2:])
+        assert preview(image, aperture=4.0) == slider[1]
+        renders = [r for r in sent if r.get("type") == "render"]
+        assert renders[-2]["cached"] == "P-forgotten" and renders[-1]["image"]
+        # A new layer object (pixels edited): sent again, and rendered as it is now.
+        edited = rawbuffer.RawImage(w, h, (255 - img).tobytes(), "RGB", "RGBA", "uint8", "srgb")
+        assert preview(edited) != first
+        renders = [r for r in sent if r.get("type") == "render"]
+        assert renders[-1]["image"] and "cached" not in renders[-1]
+    with EngineClient(REAL_ENGINE, ENGINE_ENV, str(folder)) as fresh:
+        for aperture, kept in zip((2.0, 4.0), slider, strict=True):
+            again = fresh.render(image, dict(params, aperture=aperture), mask=mask_buf,
+                                 preview=True, preview_max_px=48)  # fmt: skip
+            assert again.image.data == kept
+    assert len(set(slider) | {first}) == 3  # the slider changed each preview
+
+
 def test_real_engine_passes_alpha_through_and_cancels(photo):
     folder, img, _ = photo
     h, w = img.shape[:2]

@@ -83,6 +83,19 @@ class RenderSettings:
     # With no mask, point, distance or disparity: focus on the subject ISNet finds, if
     # installed (`bokehkit models install isnet`); False: the image centre, as before.
     auto_subject: bool = True
+    # What depends on the image alone (ISNet's subject, a depth model's estimate, the
+    # phone's depth), kept here by a caller that renders one image many times (the
+    # engine's previews): each is computed once. None: nothing is kept.
+    image_memo: dict | None = None
+
+
+def _remembered(memo: dict | None, key: tuple, compute):
+    """compute(), once per `key` when a memo is kept; exceptions are not remembered."""
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 @dataclass
@@ -305,13 +318,26 @@ def plan_blur(
 
     # Depth: the given map, else the depth the phone recorded in the photo, else an
     # installed depth model's estimate, else the fallback built around the focus region.
-    depth = _given_depth(image, settings, width, height, orientation)
+    given = (
+        settings.depth_path,
+        settings.depth_from_photo,
+        settings.depth_units,
+        settings.depth_kind,
+        settings.depth_near,
+        settings.depth_range_m,
+        orientation,
+    )
+    depth = _remembered(
+        settings.image_memo,
+        ("given depth", *given),
+        lambda: _given_depth(image, settings, width, height, orientation),
+    )
     if depth is None and settings.embedded_depth:
-        depth = _embedded_depth(image, width, height, report)
+        depth = _embedded_depth(image, width, height, report, settings.image_memo)
     if depth is None and settings.depth_model:
         depth = _model_depth(
             image, width, height, report, progress.span(0.0, 0.04), settings.depth_model_id,
-            _depth_preference(settings.engine),
+            _depth_preference(settings.engine), settings.image_memo,
         )  # fmt: skip
     if depth is None:
         if settings.focus_distance_m is not None:
@@ -406,7 +432,9 @@ def _given_depth(
     return depth_mod.fit_to_image(depth, width, height)
 
 
-def _embedded_depth(image: LoadedImage, width: int, height: int, report: RenderReport):
+def _embedded_depth(
+    image: LoadedImage, width: int, height: int, report: RenderReport, memo: dict | None = None
+):
     """The depth a phone recorded in the source JPEG, or None (with a note if it was found
     but could not be used)."""
     source = image.encoding.source
@@ -414,7 +442,11 @@ def _embedded_depth(image: LoadedImage, width: int, height: int, report: RenderR
         return None
     from . import phone_depth
 
-    depth, notes = phone_depth.read_embedded_depth(source, width, height)
+    depth, notes = _remembered(
+        memo,
+        ("embedded depth", width, height),
+        lambda: phone_depth.read_embedded_depth(source, width, height),
+    )
     report.notes.extend(notes)
     return depth
 
@@ -444,6 +476,7 @@ def _model_depth(
     progress,
     chosen: str | None = None,
     preference: tuple[str, ...] = DEPTH_MODEL_IDS,
+    memo: dict | None = None,
 ):
     """An installed depth model's estimate; None when none is installed, or (with a note)
     when one is but cannot run here (no torch, a damaged file). Never downloads. A model
@@ -479,7 +512,11 @@ def _model_depth(
         return None
     progress.update(0.0, f"estimating depth ({model_id})")
     try:
-        depth = estimate_depth(image.linear_rgb, model_id, progress)
+        depth = _remembered(
+            memo,
+            ("depth model", model_id),
+            lambda: estimate_depth(image.linear_rgb, model_id, progress),
+        )
     except BokehkitError as exc:
         if chosen:
             raise
@@ -558,7 +595,11 @@ def _auto_subject(image, mask, settings: RenderSettings, report, progress) -> np
         return None
     progress.update(0.0, "finding the subject (ISNet)")
     try:
-        found = subject_mod.subject_mask_linear(image.linear_rgb, path)
+        found = _remembered(
+            settings.image_memo,
+            ("subject", str(path)),
+            lambda: subject_mod.subject_mask_linear(image.linear_rgb, path),
+        )
     except BokehkitError as exc:  # no onnxruntime, a damaged file: the centre, and why
         report.notes.append(f"note: no automatic subject: {exc}; focused on the image centre")
         return None

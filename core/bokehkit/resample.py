@@ -113,3 +113,51 @@ def pull_push_max(values: np.ndarray, known: np.ndarray) -> np.ndarray:
         ]
         filled = np.where(np.isfinite(finer), finer, coarse)
     return filled
+
+
+# Planes first (C×H×W): the renderer's layers and composite keep each channel contiguous,
+# which makes their per-pixel arithmetic several times faster than on interleaved channels.
+
+
+def box_down_planes(a: np.ndarray, factor: int) -> np.ndarray:
+    """`box_down` over the last two axes (…×H×W)."""
+    while factor > 1:
+        h, w = a.shape[-2:]
+        if h % 2 or w % 2:
+            a = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, h % 2), (0, w % 2)], mode="edge")
+        out = a[..., 0::2, 0::2] + a[..., 1::2, 0::2]
+        out += a[..., 0::2, 1::2]
+        out += a[..., 1::2, 1::2]
+        out *= np.float32(0.25)
+        a, factor = out, factor // 2
+    return a
+
+
+def bilinear_up_planes(a: np.ndarray, factor: int, out_h: int, out_w: int) -> np.ndarray:
+    """`bilinear_up` over the last two axes (…×H×W)."""
+    while factor > 1:
+        a = _double_plane_rows(_double_plane_cols(a))
+        factor //= 2
+    return a[..., :out_h, :out_w]
+
+
+def _double_plane_rows(a: np.ndarray) -> np.ndarray:
+    n = a.shape[-2]
+    out = np.empty(a.shape[:-2] + (2 * n, a.shape[-1]), a.dtype)
+    out[..., 0, :], out[..., -1, :] = a[..., 0, :], a[..., -1, :]  # edges replicated
+    quarter_step = a[..., 1:, :] - a[..., :-1, :]
+    quarter_step *= np.float32(0.25)
+    np.subtract(a[..., 1:, :], quarter_step, out=out[..., 2::2, :])
+    np.add(a[..., :-1, :], quarter_step, out=out[..., 1:-1:2, :])
+    return out
+
+
+def _double_plane_cols(a: np.ndarray) -> np.ndarray:
+    n = a.shape[-1]
+    out = np.empty(a.shape[:-1] + (2 * n,), a.dtype)
+    out[..., 0], out[..., -1] = a[..., 0], a[..., -1]
+    quarter_step = a[..., 1:] - a[..., :-1]
+    quarter_step *= np.float32(0.25)
+    np.subtract(a[..., 1:], quarter_step, out=out[..., 2::2])
+    np.add(a[..., :-1], quarter_step, out=out[..., 1:-1:2])
+    return out

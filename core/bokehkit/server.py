@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -224,11 +225,13 @@ def settings_from_params(params: dict, inputs: Inputs) -> RenderSettings:
 
 
 def render_inputs(
-    inputs: Inputs, params: dict, progress: Progress
+    inputs: Inputs, params: dict, progress: Progress, memo: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, RenderReport]:
     """Render the bokeh, or the depth view (params "output": "depth"); returns code values
-    (RGB order), alpha and the report."""
+    (RGB order), alpha and the report. `memo` keeps what depends on the image alone
+    between renders of the same inputs (pipeline.RenderSettings.image_memo)."""
     settings = settings_from_params(params, inputs)
+    settings.image_memo = memo
     view = {"bokeh": "bokeh", "depth": "depth"}.get(params.get("output", "bokeh"))
     if view is None:
         raise BokehkitError(f"output must be one of {', '.join(VIEWS)}, not {params['output']!r}")
@@ -321,6 +324,10 @@ def install_model(model_id: str, progress: Progress) -> str:
     return model_id
 
 
+class NotCached(BokehkitError):
+    """A preview named inputs the engine no longer keeps: the client sends them again."""
+
+
 def one_line(exc: BaseException) -> str:
     """An unexpected exception as one line a user can report."""
     text = str(exc).strip().splitlines()
@@ -375,6 +382,9 @@ class Session:
         from .transfer import Transfers
 
         self.transfers = Transfers(self.folders, self.emit)
+        # The last preview's inputs, shrunk, with what was computed from them: a slider
+        # move re-renders them without reading, decoding or resampling the layer again.
+        self._preview_cache: tuple[str, Inputs, dict, Path] | None = None
 
     # -- output
     def emit(self, event: dict) -> None:
@@ -514,6 +524,7 @@ class Session:
                         self._forget(job)
         finally:
             self.transfers.close_all()
+            self._forget_preview()
             self.folders.close_all()
         if self.shutdown_requested:
             self.emit({"type": "bye"})
@@ -532,20 +543,56 @@ class Session:
 
         return callback
 
+    def _preview_inputs(self, request: dict, scratch: Path) -> tuple[Inputs, dict]:
+        """A preview's inputs, shrunk: those kept under the name the request gives as
+        "cached", else read from its buffers (and kept under "cache_as", if given)."""
+        cached = request.get("cached")
+        if cached is not None:
+            kept = self._preview_cache
+            if kept is None or kept[0] != cached:
+                raise NotCached(f"the engine no longer keeps the preview inputs {cached!r}")
+            return kept[1], kept[2]
+        max_px = int(
+            min(max(_num({"p": request.get("preview_max_px")}, "p", PREVIEW_MAX_PX), 16), 4096)
+        )
+        inputs = shrink(load_inputs(request, scratch, self.folders), max_px)
+        memo: dict = {}
+        name = request.get("cache_as")
+        if isinstance(name, str) and 0 < len(name) <= 64:
+            self._forget_preview()
+            # The job's scratch and job folders go with the job: what the kept inputs name
+            # (the depth map, the phone photo) moves to a folder of the session's own.
+            keep = jobdirs.make_private_dir(jobdirs.SCRATCH_PREFIX)
+            for field_name in ("depth_path", "depth_photo"):
+                path = getattr(inputs, field_name)
+                if path is not None:
+                    kept_path = keep / f"{field_name}{Path(path).suffix}"
+                    shutil.copyfile(path, kept_path)
+                    setattr(inputs, field_name, str(kept_path))
+            self._preview_cache = (name, inputs, memo, keep)
+        return inputs, memo
+
+    def _forget_preview(self) -> None:
+        kept, self._preview_cache = self._preview_cache, None
+        if kept is not None:
+            jobdirs.remove(kept[3])
+
     def _run_render(self, job: _Job) -> None:
         request, job_id = job.request, job.id
         try:
             with scratch_folder() as scratch:
                 progress = Progress(self._progress_callback(job), job.cancel)
                 progress.update(0.0, "reading the image")
-                inputs = load_inputs(request, scratch, self.folders)
-                progress.check_cancelled()
                 params = dict(request.get("params") or {})
+                memo = None
                 if request.get("preview"):
-                    max_px = _num({"p": request.get("preview_max_px")}, "p", PREVIEW_MAX_PX)
-                    inputs = shrink(inputs, int(min(max(max_px, 16), 4096)))
+                    inputs, memo = self._preview_inputs(request, scratch)
                     params["sr_factor"] = 1  # a preview shows the look, not the resolution
-                encoded, alpha, report = render_inputs(inputs, params, progress.span(0.02, 0.98))
+                else:
+                    inputs = load_inputs(request, scratch, self.folders)
+                progress.check_cancelled()
+                span = progress.span(0.02, 0.98)
+                encoded, alpha, report = render_inputs(inputs, params, span, memo)
                 progress.check_cancelled()
                 result = rb.image_to_buffer(encoded, alpha, inputs.like)
                 event = {"type": "result", "id": job_id, "report": report.lines()}
@@ -558,6 +605,9 @@ class Session:
             self._emit_for(job, event)
         except Cancelled:
             self._emit_for(job, {"type": "cancelled", "id": job_id})
+        except NotCached as exc:
+            event = {"type": "error", "id": job_id, "code": "not_cached", "message": str(exc)}
+            self._emit_for(job, event)
         except BokehkitError as exc:
             self._emit_for(job, {"type": "error", "id": job_id, "message": str(exc)})
         except MemoryError:
@@ -689,10 +739,11 @@ def dialog_inputs(request: dict, scratch: Path, folders: JobFolders | None = Non
         return PreviewImage(rgba.shape[1], rgba.shape[0], rgba.tobytes(), tuple(report))
 
     inputs = shrink(load_inputs(request, scratch, folders), DIALOG_PREVIEW_PX)
+    memo: dict = {}  # ISNet's subject, a depth model's estimate: once for all previews
 
     def preview_fn(params: dict, cancel: threading.Event, on_progress) -> PreviewImage:
         params = dict(params, sr_factor=1)  # the look, at screen size
-        encoded, alpha, report = render_inputs(inputs, params, Progress(on_progress, cancel))
+        encoded, alpha, report = render_inputs(inputs, params, Progress(on_progress, cancel), memo)
         return picture(rb.to_linear(encoded, inputs.like.transfer), alpha, report.lines())
 
     return {

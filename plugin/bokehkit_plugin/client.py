@@ -65,6 +65,10 @@ class Cancelled(Exception):
     """The job was cancelled; nothing was produced."""
 
 
+class _NotCached(EngineError):
+    """The engine no longer keeps the preview inputs a request named."""
+
+
 class _Either:
     """Set when either of two events is (what `_wait` polls as a cancel event)."""
 
@@ -146,6 +150,10 @@ class EngineClient:
         self._preview_lock = threading.Lock()
         self._preview_generation = 0
         self._preview_cancel: threading.Event | None = None
+        # What the engine keeps of the last preview's inputs: (which buffers, by identity;
+        # the name it keeps them under; the engine's pid; the buffers, so that their ids
+        # stay theirs). A slider move then sends only the new parameters.
+        self._preview_kept: tuple | None = None
 
     # ------------------------------------------------------------------ process
     def start(self) -> None:
@@ -369,12 +377,32 @@ class EngineClient:
         if preview:
             superseded = self._supersede_previews()
             cancel_event = _either(cancel_event, superseded)
+        buffers = (image, mask, depth, blur)
+        identity = (*(None if b is None else id(b.data) for b in buffers), depth_photo)
+        identity += (preview_max_px,)
         try:
-            job = self._job(request, image, mask, depth, superseded, blur, depth_photo)
-            with job as (job_id, folder):
-                event = self._wait(job_id, ("result",), on_progress, cancel_event)
-                name = os.path.basename(str(event.get("file", "")))
-                result = self._read_result(job_id, folder, name)
+            for _attempt in range(2):
+                kept = self._preview_kept if preview else None
+                reuse = kept is not None and kept[0] == identity and kept[2] == self.pid
+                sent = (None,) * 4 + (None,) if reuse else (*buffers, depth_photo)
+                request.pop("cached", None)
+                request.pop("cache_as", None)
+                if reuse:
+                    request["cached"] = kept[1]
+                elif preview:
+                    request["cache_as"] = f"P{next(self._ids)}"
+                try:
+                    job = self._job(request, sent[0], sent[1], sent[2], superseded, *sent[3:])
+                    with job as (job_id, folder):
+                        event = self._wait(job_id, ("result",), on_progress, cancel_event)
+                        name = os.path.basename(str(event.get("file", "")))
+                        result = self._read_result(job_id, folder, name)
+                except _NotCached:
+                    self._preview_kept = None  # the engine restarted or forgot: send them
+                    continue
+                if preview and not reuse:
+                    self._preview_kept = (identity, request["cache_as"], self.pid, buffers)
+                break
         finally:
             if superseded is not None:
                 with self._preview_lock:
@@ -555,7 +583,8 @@ class EngineClient:
             elif kind == "cancelled":
                 raise Cancelled("cancelled")
             elif kind == "error":
-                raise EngineError(str(event.get("message") or "the engine reported an error"))
+                message = str(event.get("message") or "the engine reported an error")
+                raise (_NotCached if event.get("code") == "not_cached" else EngineError)(message)
             elif kind in done:
                 if cancel_deadline is not None:
                     raise Cancelled("cancelled")  # a result that crossed the cancel: drop it

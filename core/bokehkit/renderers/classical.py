@@ -36,7 +36,7 @@ import numpy as np
 from scipy.fft import irfft2, next_fast_len, rfft2
 
 from ..progress import Progress
-from ..resample import bilinear_up, box_down
+from ..resample import bilinear_up_planes, box_down_planes
 from .base import RenderJob
 from .hidden import guess_hidden_background, occluder_weight, occludes
 
@@ -81,8 +81,16 @@ def low_res_factor(radius_px: float) -> int:
     return 2 ** int(math.floor(math.log2(radius_px / MIN_LOW_RES_RADIUS)))
 
 
-def _window(a: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """a[y0:y1, x0:x1], mirrored where the window leaves the image (the photo "continues")."""
+def _planes(a: np.ndarray) -> np.ndarray:
+    """H×W×C → C×H×W, contiguous."""
+    return np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=np.float32)
+
+
+def _window(a: np.ndarray, y0: int, y1: int, x0: int, x1: int, planes=False) -> np.ndarray:
+    """a[y0:y1, x0:x1] (a[:, y0:y1, x0:x1] for `planes`), mirrored where the window leaves
+    the image (the photo "continues")."""
+    if planes:
+        return np.stack([_window(plane, y0, y1, x0, x1) for plane in a])
     h, w = a.shape[:2]
     cy0, cy1, cx0, cx1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
     out = a[cy0:cy1, cx0:cx1]
@@ -113,6 +121,9 @@ class ClassicalRenderer:
             for x in range(0, w, self.tile_px)
         ]
         max_r = float(np.abs(slabs).max(initial=0.0))
+        # Once for the whole image: colour planes, and each pixel's slab and tent weight.
+        planes = _planes(rgb)
+        tent = _tent(coc, slabs)
         progress.update(0.0, "guessing the hidden background")
         hidden = guess_hidden_background(rgb, coc) if GUESS_HIDDEN else None
         half_diag = 0.5 * math.hypot(w, h)
@@ -124,7 +135,7 @@ class ClassicalRenderer:
             y0, y1, x0, x1 = tile
             centre = ((x0 + x1) / 2 - w / 2) / half_diag, ((y0 + y1) / 2 - h / 2) / half_diag
             out[y0:y1, x0:x1] = _render_tile(
-                rgb, coc, hidden, slabs, tile, max_r, job.aperture, centre
+                planes, coc, tent, hidden, slabs, tile, max_r, job.aperture, centre
             )
             return tile
 
@@ -151,7 +162,9 @@ class ClassicalRenderer:
         return out
 
 
-def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) -> np.ndarray:
+def _render_tile(planes, coc, tent, hidden, slabs, tile, max_r, aperture, centre_offset):
+    """The tile's pixels (H×W×3): `planes` is the photo (3×H×W), `tent` each pixel's slab
+    and weight toward the next (`_tent`)."""
     s_max = low_res_factor(max_r)
     # The composite covers one coarsest cell more on every side, so that refining it near
     # the tile's border interpolates with what lies beyond instead of repeating the border
@@ -163,9 +176,11 @@ def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) 
     halo = int(math.ceil(max_r)) + 4 * s_max + 2
     # Everything within reach of the largest blur, read once.
     wy0, wy1, wx0, wx1 = y0 - halo, y1 + halo, x0 - halo, x1 + halo
-    rgb_w = _window(rgb, wy0, wy1, wx0, wx1)
-    coc_w = _window(coc, wy0, wy1, wx0, wx1)
-    front = _Fragments(rgb_w, coc_w, None, slabs)
+    window_of = (wy0, wy1, wx0, wx1)
+    rgb_w = _window(planes, *window_of, planes=True)
+    coc_w = _window(coc, *window_of)
+    tent_w = tuple(_window(a, *window_of) for a in tent)
+    front = _Fragments(rgb_w, coc_w, None, slabs, tent=tent_w)
     back = None
     if hidden is not None:
         found = hidden.window(wy0, wy1, wx0, wx1)
@@ -175,15 +190,16 @@ def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) 
             h_, w_ = weight.shape
             weight *= occluder_weight(coc_w[oy : oy + h_, ox : ox + w_], back_coc)
             if weight.any():
-                back = _Fragments(colour, back_coc, weight, slabs, (oy, ox))
+                back = _Fragments(_planes(colour), back_coc, weight, slabs, (oy, ox))
     parts = [front] if back is None else [back, front]
     lowest = min(int(p.lower_min) for p in parts)
     highest = max(int(p.lower_max) for p in parts)
 
     # The composite so far, kept at the resolution of the blurriest group not yet followed by
     # a sharper one: far-away blur is composited at low resolution and refined only as the
-    # groups come closer to the focal plane. Channels: the front surface (premultiplied RGB,
-    # coverage, CoC × coverage) and, flattened, everything behind it (RGB, coverage).
+    # groups come closer to the focal plane. Planes (channels first, each contiguous): the
+    # front surface (premultiplied RGB, coverage, CoC × coverage) and, flattened, everything
+    # behind it (RGB, coverage).
     acc, scale = None, 1
     # A group is the pixels between slab i and slab i+1, composited far to near as ONE layer:
     # blurred by slab i's kernel with weight 1−t plus slab i+1's with weight t. (Compositing
@@ -208,24 +224,27 @@ def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) 
         if ry0 >= ry1 or rx0 >= rx1:
             continue
         window = (halo + ry0 - pad, halo + ry1 + pad, halo + rx0 - pad, halo + rx1 + pad)
-        layer = np.zeros((window[1] - window[0], window[3] - window[2], 8), np.float32)
+        layer = np.zeros((8, window[1] - window[0], window[3] - window[2]), np.float32)
         if not any([p.add_layer(i, (ya, yb, xa, xb), window, layer) for p in parts]):
             continue
-        blurred = _blur_pair(box_down(layer, s), r_near / s, r_far / s, aperture, centre_offset)
-        blurred = blurred[pad // s : -(pad // s), pad // s : -(pad // s)]
+        low = box_down_planes(layer, s)
+        blurred = _blur_pair(low, r_near / s, r_far / s, aperture, centre_offset)
+        blurred = blurred[:, pad // s : -(pad // s), pad // s : -(pad // s)]
         # Bring the composite and the layer to one resolution.
         if acc is None:
             scale = s
-            acc = np.zeros((-(-th // s), -(-tw // s), 9), np.float32)
+            acc = np.zeros((9, -(-th // s), -(-tw // s)), np.float32)
         elif s < scale:
             acc, scale = _refine(acc, scale, s, th, tw), s
         if s > scale:
-            blurred = bilinear_up(blurred, s // scale, (ry1 - ry0) // scale, (rx1 - rx0) // scale)
+            blurred = bilinear_up_planes(
+                blurred, s // scale, (ry1 - ry0) // scale, (rx1 - rx0) // scale
+            )
         rect = (
             ry0 // scale,
-            ry0 // scale + blurred.shape[0],
+            ry0 // scale + blurred.shape[1],
             rx0 // scale,
-            rx0 // scale + blurred.shape[1],
+            rx0 // scale + blurred.shape[2],
         )
         # The group lies between its two slabs: it is that far away.
         group_coc = 0.5 * (float(slabs[i]) + float(slabs[min(i + 1, len(slabs) - 1)]))
@@ -233,23 +252,27 @@ def _render_tile(rgb, coc, hidden, slabs, tile, max_r, aperture, centre_offset) 
         _composite(acc, blurred, rect, group_coc, at_focus)
     inner = (slice(margin, th - margin), slice(margin, tw - margin))
     if acc is None:
-        return rgb_w[halo : halo + th, halo : halo + tw][inner].astype(np.float32)
-    acc = _refine(acc, scale, 1, th, tw)[:th, :tw][inner]
-    front_cover = acc[..., 3:4]
-    colour = acc[..., 0:3] + (1.0 - front_cover) * acc[..., 5:8]
-    cover = front_cover[..., 0] + (1.0 - front_cover[..., 0]) * acc[..., 8]
-    return colour / np.maximum(cover, _EMPTY)[..., None]
+        return rgb_w[:, halo : halo + th, halo : halo + tw][(slice(None), *inner)].transpose(
+            1, 2, 0
+        )
+    acc = _refine(acc, scale, 1, th, tw)[:, :th, :tw][(slice(None), *inner)]
+    behind = 1.0 - acc[3]
+    colour = acc[0:3] + behind * acc[5:8]
+    cover = acc[3] + behind * acc[8]
+    colour /= np.maximum(cover, _EMPTY)
+    return colour.transpose(1, 2, 0)
 
 
 class _Fragments:
     """One layer of pixels in a window (the photo's, or the hidden background behind it):
-    straight colour, blur radius and coverage weight (None: all 1), split between the two
-    slabs around each pixel's radius. `offset` places the arrays in the window."""
+    straight colour (3×H×W planes), blur radius and coverage weight (None: all 1), split
+    between the two slabs around each pixel's radius (`tent`, if already known). `offset`
+    places the arrays in the window."""
 
-    def __init__(self, colour, coc, weight, slabs, offset=(0, 0)) -> None:
+    def __init__(self, colour, coc, weight, slabs, offset=(0, 0), tent=None) -> None:
         self.colour, self.weight = colour, weight
         self.oy, self.ox = offset
-        self.lower, self.t = _tent(coc, slabs)
+        self.lower, self.t = _tent(coc, slabs) if tent is None else tent
         lower = self.lower
         if weight is not None:  # absent pixels take no part in any group
             lower = np.where(weight > 0, self.lower, np.iinfo(np.int32).max)
@@ -292,12 +315,12 @@ class _Fragments:
             weight = np.where(inside, self.weight[src], np.float32(0))
             w_far = weight * self.t[src]
             w_near = weight - w_far
-        dst = layer[sy0 - wy0 : sy1 - wy0, sx0 - wx0 : sx1 - wx0]
-        colour = self.colour[src]
-        dst[..., 0:3] += colour * w_near[..., None]
-        dst[..., 3] += w_near
-        dst[..., 4:7] += colour * w_far[..., None]
-        dst[..., 7] += w_far
+        dst = layer[:, sy0 - wy0 : sy1 - wy0, sx0 - wx0 : sx1 - wx0]
+        colour = self.colour[(slice(None), *src)]
+        dst[0:3] += colour * w_near
+        dst[3] += w_near
+        dst[4:7] += colour * w_far
+        dst[7] += w_far
         return True
 
 
@@ -305,12 +328,12 @@ def _refine(acc: np.ndarray, scale: int, to: int, th: int, tw: int) -> np.ndarra
     """Upsample the composite from 1/scale to 1/to resolution (powers of two)."""
     while scale > to:
         scale //= 2
-        acc = bilinear_up(acc, 2, -(-th // scale), -(-tw // scale))
+        acc = bilinear_up_planes(acc, 2, -(-th // scale), -(-tw // scale))
     return acc
 
 
 def _composite(acc, layer, rect, layer_coc, at_focus=False) -> None:
-    """Composite the layer (premultiplied RGBA) onto `acc` on `rect`, in place.
+    """Composite the layer (premultiplied RGBA planes) onto `acc` on `rect`, in place.
 
     Where the layer is clearly nearer than the front surface of the composite it occludes:
     the front surface joins everything behind it, and the layer becomes the front ("over").
@@ -321,46 +344,54 @@ def _composite(acc, layer, rect, layer_coc, at_focus=False) -> None:
     through its point on the focal plane, so nothing behind an opaque in-focus point shows.
     """
     ry0, ry1, rx0, rx1 = rect
-    ry1, rx1 = min(ry1, acc.shape[0]), min(rx1, acc.shape[1])
-    layer = layer[: ry1 - ry0, : rx1 - rx0]
+    ry1, rx1 = min(ry1, acc.shape[1]), min(rx1, acc.shape[2])
+    layer = layer[:, : ry1 - ry0, : rx1 - rx0]
     # Pixels of one group blurred by two kernels can overlap to a coverage above 1 (a pixel
     # keeps its sharp share and receives its neighbours' blurred share): one surface covers
     # at most fully, so such pixels are normalised, which keeps their colour.
-    alpha = layer[..., 3]
-    over = alpha > 1.0
+    over = layer[3] > 1.0
     if over.any():
         layer = layer.copy()
-        layer[over] /= alpha[over][:, None]
-    cover = np.clip(layer[..., 3], 0.0, 1.0)
-    target = acc[ry0:ry1, rx0:rx1]
-    front_cover = target[..., 3]
-    front_coc = target[..., 4] / np.maximum(front_cover, _EMPTY)
+        layer[:, over] /= layer[3, over]
+    cover = np.clip(layer[3], 0.0, 1.0)
+    target = acc[:, ry0:ry1, rx0:rx1]
+    front_cover = target[3]
     if at_focus:
-        o = np.ones_like(front_cover)
+        # "over": everything so far goes behind, the layer becomes the front.
+        behind = 1.0 - front_cover
+        target[5:8] *= behind
+        target[5:8] += target[0:3]
+        target[8] *= behind
+        target[8] += front_cover
+        target[0:3] = layer[:3]
+        target[3] = cover
+        np.multiply(cover, np.float32(layer_coc), out=target[4])
     else:
+        front_coc = target[4] / np.maximum(front_cover, _EMPTY)
         o = occludes(np.float32(layer_coc), front_coc).astype(np.float32, copy=False)
         o[front_cover <= 1e-4] = 1.0
-    # The occluded share o of the front moves behind, without changing what the composite
-    # shows (front + (1 − front coverage)·behind), so a layer that covers nothing here
-    # changes nothing: behind ← (o·front + (1 − front coverage)·behind) / (1 − (1 − o)·front
-    # coverage), front ← (1 − o)·front.
-    keep = 1.0 - o
-    denom = 1.0 - keep * front_cover
-    moves = denom > 1e-6  # else the front stays whole and covers everything behind
-    scale_behind = np.where(moves, (1.0 - front_cover) / np.where(moves, denom, 1.0), 1.0)
-    scale_front = np.where(moves, o / np.where(moves, denom, 1.0), 0.0)
-    target[..., 5:8] *= scale_behind[..., None]
-    target[..., 5:8] += scale_front[..., None] * target[..., 0:3]
-    target[..., 8] *= scale_behind
-    target[..., 8] += scale_front * front_cover
-    # Front ← (1 − o)·front + layer
-    target[..., 0:5] *= keep[..., None]
-    target[..., 0:3] += layer[..., :3]
-    target[..., 3] += cover
-    target[..., 4] += cover * np.float32(layer_coc)
-    full = target[..., 3] > 1.0
+        # The occluded share o of the front moves behind, without changing what the
+        # composite shows (front + (1 − front coverage)·behind), so a layer that covers
+        # nothing here changes nothing: behind ← (o·front + (1 − front coverage)·behind) /
+        # (1 − (1 − o)·front coverage), front ← (1 − o)·front.
+        keep = 1.0 - o
+        denom = 1.0 - keep * front_cover
+        moves = denom > 1e-6  # else the front stays whole and covers everything behind
+        safe = np.where(moves, denom, np.float32(1.0))
+        scale_behind = np.where(moves, (1.0 - front_cover) / safe, np.float32(1.0))
+        scale_front = np.where(moves, o / safe, np.float32(0.0))
+        target[5:8] *= scale_behind
+        target[5:8] += scale_front * target[0:3]
+        target[8] *= scale_behind
+        target[8] += scale_front * front_cover
+        # Front ← (1 − o)·front + layer
+        target[0:5] *= keep
+        target[0:3] += layer[:3]
+        target[3] += cover
+        target[4] += cover * np.float32(layer_coc)
+    full = target[3] > 1.0
     if full.any():
-        target[..., 0:5][full] /= target[..., 3][full][:, None]
+        target[0:5, full] /= target[3, full]
 
 
 def _tent(coc: np.ndarray, slabs: np.ndarray):
@@ -373,38 +404,38 @@ def _tent(coc: np.ndarray, slabs: np.ndarray):
 
 
 def _blur_pair(low, r_near, r_far, aperture, centre_offset) -> np.ndarray:
-    """Blur channels 0–3 by a disc of `r_near` and 4–7 by one of `r_far` (radii in pixels of
-    `low`), and return their sum (premultiplied RGBA)."""
-    near, far = low[..., :4], low[..., 4:]
+    """Blur planes 0–3 by a disc of `r_near` and 4–7 by one of `r_far` (radii in pixels of
+    `low`), and return their sum (premultiplied RGBA planes)."""
+    near, far = low[:4], low[4:]
     # A sharp part is passed through exactly (in-focus pixels stay bit-identical).
     if r_near <= SHARP_RADIUS_PX or r_far <= SHARP_RADIUS_PX:
         sharp, blurry, r = (near, far, r_far) if r_near <= SHARP_RADIUS_PX else (far, near, r_near)
         if r <= SHARP_RADIUS_PX or not blurry.any():
             return sharp + blurry
-        return sharp + _convolve(blurry[..., None, :], [aperture.kernel(r, centre_offset)])
-    pair = low.reshape(low.shape[:2] + (2, 4))
+        return sharp + _convolve(blurry[None], [aperture.kernel(r, centre_offset)])
+    pair = low.reshape((2, 4) + low.shape[1:])
     kernels = [aperture.kernel(r_near, centre_offset), aperture.kernel(r_far, centre_offset)]
     return _convolve(pair, kernels)
 
 
 def _convolve(stack: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
-    """Σ_k kernels[k] ∗ stack[:, :, k, :] ('same' size), by FFT.
+    """Σ_k kernels[k] ∗ stack[k] ('same' size), by FFT; `stack` is K×C×H×W.
 
-    Each kernel is transformed once for all channels, and the sum is taken in the frequency
-    domain, so only one set of channels is transformed back.
+    Each kernel is transformed once for all planes, and the sum is taken in the frequency
+    domain, so only one set of planes is transformed back.
     """
-    h, w = stack.shape[:2]
+    h, w = stack.shape[-2:]
     kh = max(k.shape[0] for k in kernels)
     shape = (next_fast_len(h + kh - 1, real=True), next_fast_len(w + kh - 1, real=True))
-    spectrum = rfft2(stack, s=shape, axes=(0, 1))
-    kernel_stack = np.zeros((kh, kh, len(kernels), 1), np.float32)
+    spectrum = rfft2(stack, s=shape, axes=(-2, -1))
+    kernel_stack = np.zeros((len(kernels), 1, kh, kh), np.float32)
     for i, k in enumerate(kernels):
         o = (kh - k.shape[0]) // 2
-        kernel_stack[o : o + k.shape[0], o : o + k.shape[1], i, 0] = k
-    spectrum *= rfft2(kernel_stack, s=shape, axes=(0, 1))
-    summed = spectrum[:, :, 0]
+        kernel_stack[i, 0, o : o + k.shape[0], o : o + k.shape[1]] = k
+    spectrum *= rfft2(kernel_stack, s=shape, axes=(-2, -1))
+    summed = spectrum[0]
     for i in range(1, len(kernels)):
-        summed += spectrum[:, :, i]  # (a sum over a middle axis would be much slower)
-    full = irfft2(summed, s=shape, axes=(0, 1))
+        summed += spectrum[i]
+    full = irfft2(summed, s=shape, axes=(-2, -1))
     c = kh // 2  # 'same': the kernel's centre lands on the source pixel
-    return full[c : c + h, c : c + w].astype(np.float32)
+    return full[:, c : c + h, c : c + w].astype(np.float32)
