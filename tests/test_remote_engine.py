@@ -265,7 +265,7 @@ def test_uploads_are_checked_before_any_pixel_is_decoded(inproc, monkeypatch):
 def test_a_client_that_disconnects_cancels_its_job(inproc, monkeypatch):
     started, cancelled = threading.Event(), threading.Event()
 
-    def endless(inputs, params, progress):  # a render that runs until it is cancelled
+    def endless(inputs, params, progress, *rest):  # a render that runs until cancelled
         started.set()
         while not progress.cancel_event.is_set():
             progress.update(0.5, "rendering bokeh")
