@@ -348,3 +348,38 @@ def test_install_plugins_remote_makes_the_hosts_use_the_remote_engine(
         engines = bk_client.engines_for_panel(client.ping(), client)
     assert engines["where"]["label"].startswith("remote: CPU")
     assert engines["classical"]["available"]
+
+
+def test_queues_are_limited_before_anything_is_read(inproc, monkeypatch):
+    started, release = threading.Event(), threading.Event()
+
+    def busy(inputs, params, progress, *rest):  # holds the engine until the test is done
+        started.set()
+        release.wait(WAIT_S)
+        progress.cancel_event.set()
+        progress.check_cancelled()
+
+    monkeypatch.setattr(server, "render_inputs", busy)
+    client = Raw(*inproc)
+    client.send({"type": "open_job", "id": "J"})
+    job_dir = client.next("job_opened")["job_dir"]
+    client.put(job_dir, "image.bkraw", _bkraw(8, 6))
+    for n in range(server.MAX_PENDING_JOBS):
+        request = {"type": "render", "id": f"R{n}", "job_dir": job_dir, "image": "image.bkraw"}
+        client.send(request)
+    assert started.wait(WAIT_S)
+    client.send({"type": "render", "id": "over", "job_dir": job_dir, "image": "nothing"})
+    refused = client.next("never")
+    assert refused["id"] == "over" and "too many jobs" in refused["message"]
+    release.set()
+    client.lines.close()
+    client.sock.close()
+
+
+def test_the_engine_wide_queue_refuses_beyond_its_limit():
+    from bokehkit.tcp import JobAdmission
+
+    admission = JobAdmission(2)
+    assert admission.admit() and admission.admit() and not admission.admit()
+    admission.release()
+    assert admission.admit()

@@ -384,6 +384,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not (hello > 0 and hello < 3600):  # NaN fails too
             raise BokehkitError(f"--hello-timeout must be from 0 to 3600 s, not {hello:g}")
         return server.serve_tcp(host, port, token, hello, job_base=job_base, tls=args.tls)
+    if args.tls:
+        raise BokehkitError("--tls is for --tcp HOST:PORT")
     return server.serve_stdio(job_base)
 
 

@@ -847,6 +847,8 @@ def serve_tcp(
         fingerprint = engine_tls.certificate_fingerprint(cert)
         sys.stderr.write(f"bokehkit engine certificate {fingerprint}\n")
         sys.stderr.write(f"  (clients pin it: --fingerprint {fingerprint})\n")
+    elif host not in ("127.0.0.1", "::1", "localhost"):
+        sys.stderr.write("warning: without --tls the token and pixels travel in clear text\n")
     lifetime.install(job_base, watch_parent=False)
     try:
         server = TcpServer(host, port, token, hello_timeout_s, job_base, tls=context)
