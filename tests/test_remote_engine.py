@@ -383,3 +383,16 @@ def test_the_engine_wide_queue_refuses_beyond_its_limit():
     assert admission.admit() and admission.admit() and not admission.admit()
     admission.release()
     assert admission.admit()
+
+
+def test_without_a_local_engine_gimp_falls_back_to_its_own_dialog(tmp_path, monkeypatch):
+    """The engine's dialog belongs on the user's screen: a remote client never asks the
+    remote engine for it; without a local engine it says so and GIMP uses its own dialog."""
+    from bokehkit_plugin.client import EngineError
+
+    monkeypatch.delenv("BOKEHKIT_ENGINE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", "")
+    client = remote.RemoteEngineClient("127.0.0.1:9", TOKEN, "SHA256:" + "00" * 32)
+    with pytest.raises(EngineError, match="no local engine"):
+        client.dialog(_image(8, 6), {})
