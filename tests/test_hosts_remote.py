@@ -1,5 +1,5 @@
-"""The Krita plug-in for real against a remote engine (issue 13): Krita 6.0 in its Debian
-root, with no engine inside the root at all (no venv mounted, no BOKEHKIT_ENGINE) and a
+"""The plug-ins for real against a remote engine (issue 13): Krita 6.0 (and GIMP 3.2) in
+their Debian roots, with no engine inside the root at all (no venv mounted, no BOKEHKIT_ENGINE) and a
 config written as `install-plugins --remote` writes it, renders through a TLS engine that
 runs on the host with its own temp folder: nothing is shared but the loopback connection.
 The result layer must equal `bokehkit render` on the host."""
@@ -75,3 +75,37 @@ def test_krita_renders_on_a_remote_engine_over_tls(remote_engine, tmp_path):
     diff = hostkit.max_diff(job / "selection" / "result.png", job / "cli.png")
     assert diff <= 1, f"Krita on the remote engine differs from the CLI by {diff}/255"
     assert not list(remote_engine["tmp"].glob("bokehkit-job-*")), "job folders left behind"
+
+
+def test_gimp_renders_on_a_remote_engine_over_tls(remote_engine, tmp_path):
+    """GIMP 3.2, non-interactive (the batch script's `layermask` case), no engine in the
+    root: the render goes through the TLS engine on the host."""
+    from test_hosts_gimp import ARGS, GIMP
+    from test_hosts_gimp import PARAMS as GIMP_PARAMS
+    from test_hosts_gimp import install as install_gimp
+
+    host = hostkit.GIMPS[-1]
+    hostkit.require_hostroot(host)
+    job = hostkit.make_job(tmp_path / "job")
+    install_gimp(job / "home", host)
+    (job / "token").write_bytes(remote_engine["token"].read_bytes())
+    config = job / "home" / ".config" / "bokehkit"
+    config.mkdir(parents=True, exist_ok=True)
+    remote = {k: remote_engine[k] for k in ("address", "fingerprint")}
+    remote["token_file"] = "/job/token"
+    (config / "engine.json").write_text(json.dumps({"remote": remote}))
+    p = hostkit.run_in_root(
+        f"HOME=/job/home BK_JOB=/job BK_CASES=layermask BK_ARGS='{json.dumps(ARGS)}' {GIMP}",
+        job,
+        timeout=420,
+        engine=False,
+        host=host,
+    )
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    result = json.loads((job / "layermask" / "report.json").read_text())
+    assert result["status"] == "success", result
+    d = job / "layermask"
+    hostkit.raw_mask_to_png(d / "mask.raw", (960, 640), d / "mask.png")
+    hostkit.cli_render(job / "in.png", d / "cli.png", GIMP_PARAMS, d / "mask.png")
+    diff = hostkit.max_diff(d / "result.png", d / "cli.png")
+    assert diff <= 1, f"GIMP on the remote engine differs from the CLI by {diff}/255"
