@@ -1,8 +1,8 @@
-"""The plug-ins for real against a remote engine (issue 13): Krita 6.0 (and GIMP 3.2) in
-their Debian roots, with no engine inside the root at all (no venv mounted, no BOKEHKIT_ENGINE) and a
-config written as `install-plugins --remote` writes it, renders through a TLS engine that
-runs on the host with its own temp folder: nothing is shared but the loopback connection.
-The result layer must equal `bokehkit render` on the host."""
+"""The plug-ins for real against a remote engine (issue 13): Krita 6.0 and GIMP 3.2 in
+their Debian roots, with no engine inside the root at all (no venv mounted, no
+BOKEHKIT_ENGINE) and a config written as `install-plugins --remote` writes it, render
+through a TLS engine that runs on the host with its own temp folder: nothing is shared but
+the loopback connection. The result layer must equal `bokehkit render` on the host."""
 
 from __future__ import annotations
 
