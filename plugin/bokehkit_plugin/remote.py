@@ -116,12 +116,15 @@ class RemoteEngineClient(EngineClient):
         if self.running:
             return
         sock = connect(self.address, self._fingerprint)
-        self._events = queue.Queue()
+        # Each connection has its own queue: a reader of an earlier connection, still
+        # finishing after a kill, must not put its EOF where the new one's events go.
+        events: queue.Queue = queue.Queue()
+        self._events = events
         self._sock, self._alive, self._refusal = sock, True, ""
-        threading.Thread(target=self._read_socket, args=(sock,), daemon=True).start()
+        threading.Thread(target=self._read_socket, args=(sock, events), daemon=True).start()
         self._send({"type": "hello", "token": self._token})
 
-    def _read_socket(self, sock: ssl.SSLSocket) -> None:
+    def _read_socket(self, sock: ssl.SSLSocket, events: queue.Queue) -> None:
         try:
             for raw in sock.makefile("rb"):
                 try:
@@ -129,15 +132,16 @@ class RemoteEngineClient(EngineClient):
                     if not isinstance(event, dict) or "type" not in event:
                         raise ValueError
                 except ValueError:
-                    self._events.put(("garbage", raw.decode("utf-8", "replace")[:120]))
+                    events.put(("garbage", raw.decode("utf-8", "replace")[:120]))
                     continue
                 if event.get("type") == "error" and event.get("id") is None:
                     self._refusal = str(event.get("message") or "")
-                self._events.put(("event", event))
+                events.put(("event", event))
         except (OSError, ValueError):
             pass
-        self._alive = False
-        self._events.put(("eof", None))
+        if self._sock is sock:
+            self._alive = False
+        events.put(("eof", None))
 
     @property
     def running(self) -> bool:
