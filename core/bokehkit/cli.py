@@ -323,6 +323,10 @@ def _settings(args: argparse.Namespace) -> RenderSettings:
 def _cmd_render(args: argparse.Namespace) -> int:
     inp = Path(args.input)
     out = Path(args.output) if args.output else inp.with_name(f"{inp.stem}-bokeh{inp.suffix}")
+    if args.remote:  # the same render on an engine elsewhere
+        from .remote_render import run_remote
+
+        return run_remote(args, inp, out, ProgressBar(enabled=not args.quiet))
     if args.engine == "magicbokeh" and args.reference:
         if args.runtime == "onnx":
             raise BokehkitError("--reference runs the torch network: drop --runtime onnx")
@@ -379,7 +383,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         hello = args.hello_timeout
         if not (hello > 0 and hello < 3600):  # NaN fails too
             raise BokehkitError(f"--hello-timeout must be from 0 to 3600 s, not {hello:g}")
-        return server.serve_tcp(host, port, token, hello, job_base=job_base)
+        return server.serve_tcp(host, port, token, hello, job_base=job_base, tls=args.tls)
+    if args.tls:
+        raise BokehkitError("--tls is for --tcp HOST:PORT")
     return server.serve_stdio(job_base)
 
 
@@ -395,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="where to write (default: INPUT-bokeh.EXT)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or report")
     _add_render_options(p)
+    from .remote_render import add_remote_options
+
+    add_remote_options(p)
     p.set_defaults(run=_cmd_render)
     p = sub.add_parser("demo", help="render the bundled sample photo")
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -406,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode.add_argument("--tcp", metavar="HOST:PORT", help="listen for clients (renders in turn)")
     p.add_argument("--token-file", metavar="FILE", help="with --tcp: the token clients send")
+    p.add_argument("--tls", action="store_true", help="with --tcp: TLS, self-signed, pinned")
     p.add_argument(
         "--hello-timeout",
         metavar="S",
@@ -427,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .install_plugins import add_parsers as add_install_parsers
 
     add_install_parsers(sub)
+    from .batch import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 

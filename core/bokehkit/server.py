@@ -50,6 +50,8 @@ FOCUS_SOURCES = ("mask", "point", "auto", "range")
 #: Events that end a job.
 FINAL_EVENTS = ("result", "error", "cancelled", "dialog_result", "dialog_cancelled", "installed")
 UPSCALERS = ("classical", "realesrgan")
+#: Jobs one client may have queued or running at once.
+MAX_PENDING_JOBS = 8
 
 
 # ------------------------------------------------------------------ request -> render
@@ -359,6 +361,7 @@ class Session:
         folders: JobFolders | None = None,
         exclusive=None,
         on_main=None,
+        admission=None,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -374,6 +377,11 @@ class Session:
         self.closed = threading.Event()  # EOF, shutdown or a dead client
         self.shutdown_requested = False
         self._max_line = protocol.max_request_bytes()
+        # A TCP engine's limit on jobs waiting across all clients (tcp.JobAdmission).
+        self._admission = admission
+        from .transfer import Transfers
+
+        self.transfers = Transfers(self.folders, self.emit)
         # The last preview's inputs, shrunk, with what was computed from them: a slider
         # move re-renders them without reading, decoding or resampling the layer again.
         self._preview_cache: tuple[str, Inputs, dict, Path] | None = None
@@ -402,6 +410,8 @@ class Session:
         job.answered = True
         if self._pending.get(job.id) is job:
             del self._pending[job.id]
+            if self._admission is not None:
+                self._admission.release()
 
     # -- input (reader thread)
     def _read_loop(self) -> None:
@@ -429,7 +439,10 @@ class Session:
     def _dispatch(self, request: dict) -> None:
         kind, request_id = request.get("type"), request.get("id")
         if kind == "ping":
-            self.emit({"type": "pong", "version": __version__, "engines": engines_status()})
+            from .devices import engine_devices
+
+            pong = {"type": "pong", "version": __version__, "engines": engines_status()}
+            self.emit({**pong, "devices": engine_devices()})
         elif kind == "cancel":
             self._cancel(request_id)
         elif kind == "shutdown":
@@ -445,12 +458,22 @@ class Session:
             self.emit({"type": "job_opened", "id": request_id, "job_dir": str(folder)})
         elif kind == "close_job":
             self.folders.close(request.get("job_dir"))
-        elif kind in ("render", "dialog", "install"):
+        elif kind == "put":
+            self.transfers.put(request)
+        elif kind == "get":
+            self.transfers.get(request)
+        elif kind in ("render", "dialog", "install", "render_file"):
             job = _Job(request, request_id, threading.Event())
             with self._state_lock:
                 if request_id in self._pending:
                     raise protocol.RequestError(
                         f"job {request_id!r} is already running", request_id
+                    )
+                if len(self._pending) >= MAX_PENDING_JOBS:
+                    raise protocol.RequestError("too many jobs queued; wait for one", request_id)
+                if self._admission is not None and not self._admission.admit():
+                    raise protocol.RequestError(
+                        "the engine's queue is full; try again later", request_id
                     )
                 self._pending[request_id] = job
             self._jobs.put(job)
@@ -492,12 +515,15 @@ class Session:
                                 self._run_dialog(job)
                             elif job.request["type"] == "install":
                                 self._run_install(job)
+                            elif job.request["type"] == "render_file":
+                                self._run_render_file(job)
                             else:
                                 self._run_render(job)
                 finally:
                     with self._state_lock:
                         self._forget(job)
         finally:
+            self.transfers.close_all()
             self._forget_preview()
             self.folders.close_all()
         if self.shutdown_requested:
@@ -590,6 +616,25 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - the engine keeps serving
             log.exception("render %s failed", job_id)
             self._emit_for(job, {"type": "error", "id": job_id, "message": one_line(exc)})
+
+    def _run_render_file(self, job: _Job) -> None:
+        """A remote `bokehkit render`: a photo uploaded into the job folder, rendered to a
+        file there exactly as on the command line (remote_render.py)."""
+        from .remote_render import render_uploaded_file
+
+        try:
+            progress = Progress(self._progress_callback(job), job.cancel)
+            event = render_uploaded_file(job.request, self.folders, progress)
+        except Cancelled:
+            event = {"type": "cancelled"}
+        except BokehkitError as exc:
+            event = {"type": "error", "message": str(exc)}
+        except MemoryError:
+            event = {"type": "error", "message": "out of memory on the engine"}
+        except Exception as exc:  # noqa: BLE001 - the engine keeps serving
+            log.exception("render_file %s failed", job.id)
+            event = {"type": "error", "message": one_line(exc)}
+        self._emit_for(job, {**event, "id": job.id})
 
     def _run_install(self, job: _Job) -> None:
         """A plug-in's one-click fix: download a model the render can use (depth, ISNet)."""
@@ -786,13 +831,27 @@ def serve_tcp(
     token: str,
     hello_timeout_s: float = 10.0,
     job_base: str | None = None,
+    tls: bool = False,
 ) -> int:
-    """Serve clients over TCP (several at once, renders one at a time); each must open with
-    {"type":"hello","token":…} within `hello_timeout_s` (docs/protocol.md)."""
+    """Serve clients over TCP (several at once, renders in turn); each must open with
+    {"type":"hello","token":…} within `hello_timeout_s` (docs/protocol.md). With `tls`,
+    over TLS with the engine's self-signed certificate, whose fingerprint is printed."""
     from .tcp import TcpServer
 
+    context = None
+    if tls:
+        from . import tls as engine_tls
+
+        cert, key = engine_tls.ensure_certificate()
+        context = engine_tls.server_context(cert, key)
+        fingerprint = engine_tls.certificate_fingerprint(cert)
+        sys.stderr.write(f"bokehkit engine certificate {fingerprint}\n")
+        sys.stderr.write(f"  (clients pin it: --fingerprint {fingerprint})\n")
+    elif host not in ("127.0.0.1", "::1", "localhost"):
+        sys.stderr.write("warning: without --tls the token and pixels travel in clear text\n")
     lifetime.install(job_base, watch_parent=False)
     try:
-        return TcpServer(host, port, token, hello_timeout_s, job_base).serve()
+        server = TcpServer(host, port, token, hello_timeout_s, job_base, tls=context)
+        return server.serve()
     finally:
         jobdirs.remove_all()

@@ -478,7 +478,7 @@ def _run(procedure, run_mode, image, drawables, config):
             Gimp.progress_set_text(f"Bokeh: {text}")
         Gimp.progress_update(max(0.0, min(1.0, float(fraction))))
 
-    engine = bk_client.EngineClient()
+    engine = bk_client.make_client()  # a remote engine when install-plugins --remote said so
     gimp_gone = gimp_death_watch()
     depth_photo = None
     try:

@@ -34,7 +34,7 @@ _engines: list = []  # every EngineClient made here, closed when Krita quits
 
 
 def new_engine():
-    engine = bk_client.EngineClient()
+    engine = bk_client.make_client()  # a remote engine when install-plugins --remote said so
     _engines.append(engine)
     return engine
 
