@@ -30,7 +30,7 @@ PYINSTALLER = ["pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9", "altg
 QT = ["PyQt6==6.11.0", "PyQt6-Qt6==6.11.2", "PyQt6-sip==13.13.0"]  # as requirements/gui.txt
 # Never in the bundle: the learned full engine and what only development needs.
 EXCLUDES = ["torch", "torchvision", "safetensors", "onnxscript", "onnx", "PyQt5", "tkinter",
-            "pytest", "skimage", "matplotlib", "IPython", "ncnn"]  # fmt: skip
+            "pytest", "skimage", "matplotlib", "IPython", "ncnn", "ray"]  # fmt: skip
 FORBIDDEN = ("torch", "libtorch", "libc10", "PyQt5")  # names that must not appear in the bundle
 ENTRY = """\
 import multiprocessing

@@ -5,14 +5,15 @@ so a cycle, an upward import or a module outside every layer fails here, not in 
 The layers, lowest first (a module may import its own layer and the ones below):
 
     contract   bokehkit_plugin: schema, rawbuffer, config, jobs, edits (standard library only)
-    host       bokehkit_plugin: client, settings, install, ui (the plug-ins' side)
+    host       bokehkit_plugin: client, remote, settings, install, ui (the plug-ins' side)
     base       bokehkit: errors, progress, limits, processes, onnxtools
     io         bokehkit.io: image files, colour, orientation, maps, raw buffers
     store      bokehkit.store: the model store and its downloads
     scene      bokehkit.scene: depth, phone depth, depth models, subject, focus, optics
     networks   bokehkit.sr, bokehkit.magicbokeh: the learned models' code
     render     bokehkit.render: the renderers and what they apply (highlights, grain...)
-    pipeline   bokehkit.pipeline: image → focus → depth → optics → render → SR → image
+    pipeline   bokehkit.pipeline: image → focus → depth → optics → render → SR → image;
+               bokehkit.options: the render options as command-line words
     serve      bokehkit.serve: the engine side of the plug-in protocol
     commands   bokehkit.commands, bokehkit.__main__: the command line
 """
@@ -37,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "host",
         (
             "bokehkit_plugin.client",
+            "bokehkit_plugin.remote",
             "bokehkit_plugin.settings",
             "bokehkit_plugin.install",
             "bokehkit_plugin.ui",
@@ -58,7 +60,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("scene", ("bokehkit.scene",)),
     ("networks", ("bokehkit.sr", "bokehkit.magicbokeh")),
     ("render", ("bokehkit.render",)),
-    ("pipeline", ("bokehkit.pipeline",)),
+    ("pipeline", ("bokehkit.pipeline", "bokehkit.options")),
     ("serve", ("bokehkit.serve",)),
     ("commands", ("bokehkit.commands", "bokehkit.__main__")),
 )

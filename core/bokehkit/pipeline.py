@@ -672,7 +672,9 @@ def _auto_subject(image, mask, settings: RenderSettings, report, progress) -> np
         found = _remembered(
             settings.image_memo,
             ("subject", str(path)),
-            lambda: subject_mod.subject_mask_linear(image.linear_rgb, path),
+            lambda: subject_mod.main_subject(
+                subject_mod.subject_mask_linear(image.linear_rgb, path)
+            ),
         )
     except BokehkitError as exc:  # no onnxruntime, a damaged file: the centre, and why
         report.notes.append(f"note: no automatic subject: {exc}; focused on the image centre")

@@ -418,6 +418,7 @@ def _run(procedure, run_mode, image, drawables, config):
         from bokehkit_plugin import config as bk_config
         from bokehkit_plugin import edits
         from bokehkit_plugin import rawbuffer as bk_raw
+        from bokehkit_plugin import remote as bk_remote
 
         schema = _schema()
     except ImportError as exc:
@@ -478,7 +479,7 @@ def _run(procedure, run_mode, image, drawables, config):
             Gimp.progress_set_text(f"Bokeh: {text}")
         Gimp.progress_update(max(0.0, min(1.0, float(fraction))))
 
-    engine = bk_client.EngineClient()
+    engine = bk_remote.make_client()  # a remote engine when install-plugins --remote said so
     gimp_gone = gimp_death_watch()
     depth_photo = None
     try:

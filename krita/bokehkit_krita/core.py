@@ -18,8 +18,8 @@ for _cand in (_HERE, os.path.join(_HERE, "..", "..", "plugin")):  # vendored, el
             sys.path.insert(0, os.path.abspath(_cand))
         break
 
-from bokehkit_plugin import client as bk_client  # noqa: E402
 from bokehkit_plugin import edits, rawbuffer, schema  # noqa: E402
+from bokehkit_plugin import remote as bk_remote  # noqa: E402
 
 FOCUS_LAYER = edits.FOCUS  # a layer with this name (any case) is a focus mask
 MASK_TYPES = ("transparencymask", "selectionmask", "filtermask", "transformmask", "colorizemask")
@@ -34,7 +34,7 @@ _engines: list = []  # every EngineClient made here, closed when Krita quits
 
 
 def new_engine():
-    engine = bk_client.EngineClient()
+    engine = bk_remote.make_client()  # a remote engine when install-plugins --remote said so
     _engines.append(engine)
     return engine
 

@@ -267,7 +267,7 @@ class BokehDocker(DockWidget):
 
         def work():
             try:
-                bridge.engines.emit(engine.ping().get("engines") or {})
+                bridge.engines.emit(core.bk_client.engines_for_panel(engine.ping(), engine))
             except Exception as exc:  # noqa: BLE001 - the engine's error shows on Apply
                 log(f"engine ping failed: {exc}")
 

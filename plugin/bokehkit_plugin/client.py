@@ -106,8 +106,26 @@ def clean_environment(extra: dict | None = None) -> dict:
     return env
 
 
+def engine_label(pong: dict, remote: bool) -> str:
+    """Which engine renders, as the panels say it: "remote: CUDA, MagicBokeh available"."""
+    devices = [str(d) for d in pong.get("devices") or ["CPU"]]
+    text = f"{'remote' if remote else 'local'}: {', '.join(devices)}"
+    if ((pong.get("engines") or {}).get("magicbokeh") or {}).get("available"):
+        text += ", MagicBokeh available"
+    return text
+
+
+def engines_for_panel(pong: dict, client: EngineClient) -> dict:
+    """The pong's "engines", plus "where": {"label": engine_label(...)} for the panel."""
+    engines = dict(pong.get("engines") or {})
+    engines["where"] = {"label": engine_label(pong, client.remote)}
+    return engines
+
+
 class EngineClient:
     """One engine child process; one job at a time."""
+
+    remote = False  # RemoteEngineClient: an engine on another machine
 
     def __init__(
         self,
@@ -404,10 +422,7 @@ class EngineClient:
                     with job as (job_id, folder):
                         event = self._wait(job_id, ("result",), on_progress, cancel_event)
                         name = os.path.basename(str(event.get("file", "")))
-                        try:
-                            result = rawbuffer.read(os.path.join(folder, name))
-                        except (OSError, rawbuffer.BufferError) as exc:
-                            raise EngineError(f"cannot read the engine's result: {exc}") from None
+                        result = self._read_result(job_id, folder, name)
                 except _NotCached:
                     self._preview_kept = None  # the engine restarted or forgot: send them
                     continue
@@ -490,16 +505,11 @@ class EngineClient:
             for key, buf in buffers:
                 request[key] = None
                 if buf is not None:
-                    rawbuffer.write(os.path.join(folder, f"{key}.bkraw"), buf)
+                    self._put_buffer(job_id, folder, f"{key}.bkraw", buf)
                     request[key] = f"{key}.bkraw"
             if depth_photo:
                 name = os.path.basename(depth_photo)
-                try:
-                    shutil.copyfile(depth_photo, os.path.join(folder, name))
-                except OSError as exc:
-                    raise EngineError(
-                        f"cannot read the photo {depth_photo} ({exc.strerror or exc})"
-                    ) from None
+                self._put_file(job_id, folder, name, depth_photo)
                 request["depth_photo"] = name
             self._send(request)
             yield job_id, folder
@@ -509,8 +519,48 @@ class EngineClient:
                     self._send({"type": "close_job", "job_dir": folder})
                 except EngineError:
                     pass
-                remove_job_folder(folder)
+                self._remove_folder(folder)
             self._busy.release()
+
+    @contextmanager
+    def raw_job(self):
+        """Claim the engine and a job folder for requests the caller sends itself (a remote
+        `bokehkit render` uploads files and sends `render_file`); yields (job id, folder)."""
+        self._claim()
+        folder = None
+        try:
+            self.start()
+            job_id = f"J{next(self._ids)}"
+            folder = self._open_job_folder(job_id)
+            yield job_id, folder
+        finally:
+            if folder is not None:
+                try:
+                    self._send({"type": "close_job", "job_dir": folder})
+                except EngineError:
+                    pass
+                self._remove_folder(folder)
+            self._busy.release()
+
+    # Where a job's files go: the shared job folder here; RemoteEngineClient (remote.py)
+    # sends them through the connection instead.
+    def _put_buffer(self, job_id: str, folder: str, name: str, image: RawImage) -> None:
+        rawbuffer.write(os.path.join(folder, name), image)
+
+    def _put_file(self, job_id: str, folder: str, name: str, path: str) -> None:
+        try:
+            shutil.copyfile(path, os.path.join(folder, name))
+        except OSError as exc:
+            raise EngineError(f"cannot read the photo {path} ({exc.strerror or exc})") from None
+
+    def _read_result(self, job_id: str, folder: str, name: str) -> RawImage:
+        try:
+            return rawbuffer.read(os.path.join(folder, name))
+        except (OSError, rawbuffer.BufferError) as exc:
+            raise EngineError(f"cannot read the engine's result: {exc}") from None
+
+    def _remove_folder(self, folder: str) -> None:
+        remove_job_folder(folder)
 
     def _open_job_folder(self, job_id: str) -> str:
         """The engine makes each job's folder (it reads files only from folders it made)."""

@@ -126,3 +126,22 @@ def engine_command(env: dict | None = None, platform: str | None = None) -> list
             f'{path} has no valid "command" list; run `bokehkit install-plugins` again'
         )
     return command
+
+
+def remote_engine(env: dict | None = None, platform: str | None = None) -> dict | None:
+    """The remote engine the installer wrote (`install-plugins --remote`): {"address",
+    "token_file", "fingerprint"}, or None for a local engine. $BOKEHKIT_ENGINE (a local
+    command) wins over it."""
+    env = os.environ if env is None else env
+    if env.get(ENV_VAR, "").strip():
+        return None
+    try:
+        with open(config_path(platform, env), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    remote = data.get("remote") if isinstance(data, dict) else None
+    keys = ("address", "token_file", "fingerprint")
+    if not isinstance(remote, dict) or not all(isinstance(remote.get(k), str) for k in keys):
+        return None
+    return {k: remote[k] for k in keys}

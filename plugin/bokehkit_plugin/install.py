@@ -421,6 +421,9 @@ class Options:
     host: Host = field(default_factory=Host)
     quiet: bool = False
     force: bool = False
+    # A remote engine (`serve --tcp --tls`) instead of a child process: {"address",
+    # "token_file", "fingerprint"}, as plugin/bokehkit_plugin/config.remote_engine() reads it.
+    remote: dict | None = None
 
 
 class Installer:
@@ -661,14 +664,17 @@ class Installer:
 
     def _write_engine(self, engine: list[str] | None, m: dict) -> None:
         path = self.cfg / ENGINE_CONFIG
-        if engine is None:
+        if engine is None and self.o.remote is None:
             self.say(
                 "No engine found for the plug-ins to start (this Python cannot import "
                 "bokehkit). Set one up with `installer/setup_engine.py`, then run "
                 "`bokehkit install-plugins` with it, or pass --engine COMMAND."
             )
             return
-        data = (json.dumps({"command": engine}, indent=1) + "\n").encode()
+        config: dict = {"command": engine} if engine else {}
+        if self.o.remote is not None:
+            config["remote"] = self.o.remote
+        data = (json.dumps(config, indent=1) + "\n").encode()
         m["engine"] = {
             "path": str(path),
             "sha256": hashlib.sha256(data).hexdigest(),
@@ -678,7 +684,10 @@ class Installer:
             return
         self.changed += 1
         self.begin()
-        self.say(f"write {path}: the plug-ins start `{shlex.join(engine)} serve --stdio`")
+        if self.o.remote is not None:
+            self.say(f"write {path}: the plug-ins use the engine at {self.o.remote['address']}")
+        else:
+            self.say(f"write {path}: the plug-ins start `{shlex.join(engine)} serve --stdio`")
         if not self.o.dry_run:
             _write_atomic(path, data)
 
@@ -862,6 +871,10 @@ def add_arguments(p: argparse.ArgumentParser, install: bool) -> None:
         )
         p.add_argument("--source", metavar="DIR", help="where gimp/, krita/, plugin/ are")
         p.add_argument("--list", action="store_true", help="list the profiles found and exit")
+        g = p.add_argument_group("remote engine (docs/scale-out.md)")
+        g.add_argument("--remote", metavar="HOST:PORT", help="use `bokehkit serve --tls` there")
+        g.add_argument("--token-file", metavar="FILE", help="with --remote: its token")
+        g.add_argument("--fingerprint", metavar="SHA256:…", help="with --remote: its certificate")
     else:
         p.add_argument(
             "--force", action="store_true", help="remove our files even where they were changed"
@@ -879,12 +892,40 @@ def options_from_args(args: argparse.Namespace, host: Host | None = None) -> Opt
         host=host or Host(),
         quiet=args.quiet,
         force=getattr(args, "force", False),
+        remote=_remote_option(args),
     )
 
 
-def run_install(args: argparse.Namespace) -> int:
-    opts = options_from_args(args)
+def _remote_option(args: argparse.Namespace) -> dict | None:
+    """--remote, --token-file, --fingerprint checked (not the connection: the engine may be
+    off now); the token stays in its file, which the config names. Standard library only:
+    installer/install.py runs this file on its own."""
+    if not getattr(args, "remote", None):
+        return None
+    if not args.token_file or not args.fingerprint:
+        raise InstallError("--remote needs --token-file FILE and --fingerprint SHA256:…")
+    host, _, port = args.remote.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InstallError(f"--remote wants HOST:PORT, not {args.remote!r}")
+    digits = args.fingerprint.strip()
+    digits = (digits[7:] if digits.upper().startswith("SHA256:") else digits).replace(":", "")
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits.lower()):
+        raise InstallError(
+            "--fingerprint must be SHA256: and 64 hex digits, as `serve --tls` prints"
+        )
+    token_file = Path(args.token_file).resolve()
     try:
+        if not token_file.read_text(encoding="utf-8").strip():
+            raise InstallError(f"{token_file}: the token file is empty")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InstallError(f"{token_file}: cannot read the token file ({exc})") from None
+    return {"address": args.remote, "token_file": str(token_file),
+            "fingerprint": "SHA256:" + digits.lower()}  # fmt: skip
+
+
+def run_install(args: argparse.Namespace) -> int:
+    try:
+        opts = options_from_args(args)
         if getattr(args, "list", False):
             for p in find_profiles(opts.host, opts.kinds):
                 print(f"{p.label}: {p.path}")

@@ -168,7 +168,7 @@ def test_demo_writes_result_and_says_where(tmp_path):
 @pytest.fixture
 def phone_photo(tmp_path):
     """A Google Camera JPEG with its depth map stored in it (GDepth)."""
-    from test_phone_depth import encode_google, gdepth_jpeg, image_bytes, scene_depth
+    from phone_depth_files import encode_google, gdepth_jpeg, image_bytes, scene_depth
 
     p = tmp_path / "phone.jpg"
     p.write_bytes(
@@ -209,6 +209,7 @@ def test_a_chosen_depth_model_must_be_installed(phone_photo):
 @pytest.fixture
 def fake_models(monkeypatch):
     """Depth models small and base and ISNet 'installed'; their estimates stood in for."""
+    import bokehkit.pipeline  # noqa: F401 (loads the real depth_models package first)
     import bokehkit.scene.subject
     import bokehkit.store
 
@@ -241,7 +242,7 @@ def _report(photo, *args) -> dict[str, str]:
     """The report lines `bokehkit render PHOTO ARGS` prints, by their first word (in this
     process, so the models can be stood in for)."""
     from bokehkit.commands import build_parser
-    from bokehkit.commands.render import _settings
+    from bokehkit.options import settings_from_args as _settings
     from bokehkit.pipeline import render_file
 
     parsed = build_parser().parse_args(["render", str(photo), *args])

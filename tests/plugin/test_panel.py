@@ -245,3 +245,15 @@ def test_dialog_takes_the_hosts_dark_colours(qapp):
     assert window.name() == "#333333" and text.name() == "#dddddd"
     assert schema.validate(dialog.panel.params())  # still a working panel
     dialog.reject()
+
+
+def test_the_panel_says_which_engine_renders(qapp):
+    """A remote engine (issue 13): the label the plug-ins get from engines_for_panel."""
+    from bokehkit_plugin.ui.panel import BokehPanel
+
+    panel = BokehPanel(engines={"classical": {"available": True}})
+    assert panel.engine_where.isHidden()
+    where = {"label": "remote: CUDA, MagicBokeh available"}
+    panel.set_engines({"classical": {"available": True}, "where": where})
+    assert panel.engine_where.text() == "Engine: remote: CUDA, MagicBokeh available"
+    assert not panel.engine_where.isHidden()

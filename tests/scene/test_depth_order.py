@@ -9,8 +9,8 @@ import types
 
 import numpy as np
 import pytest
+from phone_depth_files import encode_google, gdepth_jpeg, image_bytes, photo_jpeg, scene_depth
 from PIL import Image
-from test_phone_depth import encode_google, gdepth_jpeg, image_bytes, photo_jpeg, scene_depth
 
 import bokehkit.store
 from bokehkit.errors import BokehkitError

@@ -192,3 +192,21 @@ def test_isnet_path_imports_no_torch(isnet):
     core = Path(__file__).resolve().parents[2] / "core"
     env = dict(os.environ, PYTHONPATH=str(core))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+
+
+def test_specks_of_the_matte_are_dropped_but_every_large_part_and_its_rim_stay():
+    from bokehkit.subject import main_subject
+
+    yy, xx = np.mgrid[:300, :400]
+    matte = np.zeros((300, 400), np.float32)
+    person = (yy - 150) ** 2 + (xx - 120) ** 2 <= 60**2
+    friend = (yy - 150) ** 2 + (xx - 300) ** 2 <= 50**2
+    matte[person | friend] = 1.0
+    rim = ((yy - 150) ** 2 + (xx - 120) ** 2 <= 63**2) & ~person  # soft hair around one
+    matte[rim] = 0.3
+    matte[20:23, 200:203] = 0.9  # a leaf ISNet took in, far from both
+    matte[280:282, 10:12] = 0.4  # and a faint fleck
+    cleaned = main_subject(matte)
+    assert np.array_equal(cleaned[person | friend | rim], matte[person | friend | rim])
+    assert cleaned[20:23, 200:203].max() == 0.0
+    assert cleaned[280:282, 10:12].max() == 0.0

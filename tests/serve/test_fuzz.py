@@ -277,7 +277,7 @@ def test_depth_and_mask_readers(tmp_path_factory, suffix, data):
 
 
 def _phone_seeds() -> list[bytes]:
-    import test_phone_depth as pd
+    import phone_depth_files as pd
 
     z = pd.scene_depth(24, 16)
     depth_png = pd.image_bytes(pd.encode_google(z, "RangeInverse"))

@@ -12,13 +12,13 @@ import threading
 from .. import __version__
 from ..errors import BokehkitError
 from ..progress import Cancelled
-from . import demo, install, models, render, serve
+from . import batch, demo, install, models, render, serve
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70
 EXIT_CANCELLED = 130
 #: The commands, in the order `bokehkit --help` lists them.
-COMMANDS = (render, demo, serve, models, install)
+COMMANDS = (render, demo, serve, models, install, batch)
 
 
 def build_parser() -> argparse.ArgumentParser:

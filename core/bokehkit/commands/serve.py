@@ -22,7 +22,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         hello = args.hello_timeout
         if not (hello > 0 and hello < 3600):  # NaN fails too
             raise BokehkitError(f"--hello-timeout must be from 0 to 3600 s, not {hello:g}")
-        return tcp.serve_tcp(host, port, token, hello, job_base=job_base)
+        return tcp.serve_tcp(host, port, token, hello, job_base=job_base, tls=args.tls)
+    if args.tls:
+        raise BokehkitError("--tls is for --tcp HOST:PORT")
     return server.serve_stdio(job_base)
 
 
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     mode.add_argument("--tcp", metavar="HOST:PORT", help="listen for clients (renders in turn)")
     p.add_argument("--token-file", metavar="FILE", help="with --tcp: the token clients send")
+    p.add_argument("--tls", action="store_true", help="with --tcp: TLS, self-signed, pinned")
     p.add_argument(
         "--hello-timeout",
         metavar="S",

@@ -27,6 +27,13 @@ MEAN = 128.0
 STD = 256.0
 #: A matte whose brightest pixel is below this holds no subject.
 SUBJECT_LEVEL = 0.5
+#: Parts of the matte smaller than this share of its largest part are specks (a leaf, a
+#: glint in the trees), not the subject: kept, they would stay sharp in the blurred
+#: background as dark or bright flecks.
+MIN_PART_SHARE = 0.02
+#: How far (share of the image's longer side) the matte's soft rim may reach beyond a part
+#: that is kept (hair, fur, a blurred edge).
+RIM_SHARE = 0.015
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, float], object] = {}
@@ -125,6 +132,39 @@ def subject_mask_linear(linear_rgb: np.ndarray, path: str | Path | None = None) 
     p = Path(path) if path else _require()
     h, w = linear_rgb.shape[:2]
     return _run(_input_from_linear(linear_rgb), (w, h), p)
+
+
+def main_subject(matte: np.ndarray) -> np.ndarray:
+    """The matte without its specks: parts (connected, ≥ SUBJECT_LEVEL) smaller than
+    MIN_PART_SHARE of the largest are dropped with their soft surroundings; the soft rim
+    of the parts kept stays. Several people are several large parts: all stay."""
+    from scipy import ndimage
+
+    solid = matte >= SUBJECT_LEVEL
+    labels, count = ndimage.label(solid)
+    if count == 0:
+        return matte
+    areas = np.bincount(labels.ravel())[1:]
+    kept_ids = np.flatnonzero(areas >= MIN_PART_SHARE * areas.max()) + 1
+    if kept_ids.size == count:
+        return _rim_only(matte, solid)
+    return _rim_only(matte, np.isin(labels, kept_ids))
+
+
+def _rim_only(matte: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The matte where it lies within the rim of the `kept` parts, 0 elsewhere. The rim is
+    found on a copy at most 1024 px long (a maximum filter there), which is plenty for a
+    band a few per cent of the image wide."""
+    from scipy import ndimage
+
+    h, w = kept.shape
+    f = max(1, -(-max(h, w) // 1024))
+    small = np.pad(kept, ((0, -h % f), (0, -w % f)))
+    small = small.reshape(small.shape[0] // f, f, small.shape[1] // f, f).any(axis=(1, 3))
+    reach = max(1, int(round(RIM_SHARE * max(h, w) / f)))
+    near = ndimage.maximum_filter(small, size=2 * reach + 1)
+    near = np.repeat(np.repeat(near, f, axis=0), f, axis=1)[:h, :w]
+    return np.where(near, matte, np.float32(0)).astype(np.float32)
 
 
 def _require() -> Path:

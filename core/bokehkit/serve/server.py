@@ -45,6 +45,8 @@ PREVIEW_MAX_PX = 512
 PROGRESS_INTERVAL_S = 0.1
 #: Events that end a job.
 FINAL_EVENTS = ("result", "error", "cancelled", "dialog_result", "dialog_cancelled", "installed")
+#: Jobs one client may have queued or running at once.
+MAX_PENDING_JOBS = 8
 
 
 # ------------------------------------------------------------------ request -> render
@@ -351,6 +353,7 @@ class Session:
         folders: JobFolders | None = None,
         exclusive=None,
         on_main=None,
+        admission=None,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -366,6 +369,11 @@ class Session:
         self.closed = threading.Event()  # EOF, shutdown or a dead client
         self.shutdown_requested = False
         self._max_line = protocol.max_request_bytes()
+        # A TCP engine's limit on jobs waiting across all clients (tcp.JobAdmission).
+        self._admission = admission
+        from .transfer import Transfers
+
+        self.transfers = Transfers(self.folders, self.emit)
         # The last preview's inputs, shrunk, with what was computed from them: a slider
         # move re-renders them without reading, decoding or resampling the layer again.
         self._preview_cache: tuple[str, Inputs, dict, Path] | None = None
@@ -394,6 +402,8 @@ class Session:
         job.answered = True
         if self._pending.get(job.id) is job:
             del self._pending[job.id]
+            if self._admission is not None:
+                self._admission.release()
 
     # -- input (reader thread)
     def _read_loop(self) -> None:
@@ -421,7 +431,10 @@ class Session:
     def _dispatch(self, request: dict) -> None:
         kind, request_id = request.get("type"), request.get("id")
         if kind == "ping":
-            self.emit({"type": "pong", "version": __version__, "engines": engines_status()})
+            from .devices import engine_devices
+
+            pong = {"type": "pong", "version": __version__, "engines": engines_status()}
+            self.emit({**pong, "devices": engine_devices()})
         elif kind == "cancel":
             self._cancel(request_id)
         elif kind == "shutdown":
@@ -437,12 +450,22 @@ class Session:
             self.emit({"type": "job_opened", "id": request_id, "job_dir": str(folder)})
         elif kind == "close_job":
             self.folders.close(request.get("job_dir"))
-        elif kind in ("render", "dialog", "install"):
+        elif kind == "put":
+            self.transfers.put(request)
+        elif kind == "get":
+            self.transfers.get(request)
+        elif kind in ("render", "dialog", "install", "render_file"):
             job = _Job(request, request_id, threading.Event())
             with self._state_lock:
                 if request_id in self._pending:
                     raise protocol.RequestError(
                         f"job {request_id!r} is already running", request_id
+                    )
+                if len(self._pending) >= MAX_PENDING_JOBS:
+                    raise protocol.RequestError("too many jobs queued; wait for one", request_id)
+                if self._admission is not None and not self._admission.admit():
+                    raise protocol.RequestError(
+                        "the engine's queue is full; try again later", request_id
                     )
                 self._pending[request_id] = job
             self._jobs.put(job)
@@ -484,12 +507,15 @@ class Session:
                                 self._run_dialog(job)
                             elif job.request["type"] == "install":
                                 self._run_install(job)
+                            elif job.request["type"] == "render_file":
+                                self._run_render_file(job)
                             else:
                                 self._run_render(job)
                 finally:
                     with self._state_lock:
                         self._forget(job)
         finally:
+            self.transfers.close_all()
             self._forget_preview()
             self.folders.close_all()
         if self.shutdown_requested:
@@ -582,6 +608,25 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - the engine keeps serving
             log.exception("render %s failed", job_id)
             self._emit_for(job, {"type": "error", "id": job_id, "message": one_line(exc)})
+
+    def _run_render_file(self, job: _Job) -> None:
+        """A remote `bokehkit render`: a photo uploaded into the job folder, rendered to a
+        file there exactly as on the command line (uploads.py)."""
+        from .uploads import render_uploaded_file
+
+        try:
+            progress = Progress(self._progress_callback(job), job.cancel)
+            event = render_uploaded_file(job.request, self.folders, progress)
+        except Cancelled:
+            event = {"type": "cancelled"}
+        except BokehkitError as exc:
+            event = {"type": "error", "message": str(exc)}
+        except MemoryError:
+            event = {"type": "error", "message": "out of memory on the engine"}
+        except Exception as exc:  # noqa: BLE001 - the engine keeps serving
+            log.exception("render_file %s failed", job.id)
+            event = {"type": "error", "message": one_line(exc)}
+        self._emit_for(job, {**event, "id": job.id})
 
     def _run_install(self, job: _Job) -> None:
         """A plug-in's one-click fix: download a model the render can use (depth, ISNet)."""

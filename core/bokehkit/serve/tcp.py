@@ -15,6 +15,7 @@ import io
 import logging
 import queue
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -31,6 +32,52 @@ BACKLOG = 128
 MAX_CLIENTS = 64
 WRONG_TOKEN = b'{"type": "error", "id": null, "message": "wrong token"}\n'
 TOO_MANY = b'{"type": "error", "id": null, "message": "too many clients; try again later"}\n'
+#: Jobs waiting or running across all clients; more are refused with "queue is full".
+MAX_QUEUED_JOBS = 32
+
+
+class FairTurns:
+    """Renders take turns in the order they asked (a ticket lock). Each client's jobs run
+    one after another on its own thread, so a client waits for at most one job of every
+    other client: a client with fifty photos queued cannot starve one with a preview."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> FairTurns:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._cond.wait_for(lambda: self._serving == ticket)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+class JobAdmission:
+    """A count of jobs queued or running across all clients, refused beyond `limit` when a
+    job is asked for (before anything of it is read or decoded)."""
+
+    def __init__(self, limit: int = MAX_QUEUED_JOBS) -> None:
+        self._limit = limit
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            if self._count >= self._limit:
+                return False
+            self._count += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._count = max(0, self._count - 1)
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -64,12 +111,15 @@ class TcpServer:
         hello_timeout_s: float = 10.0,
         job_base: str | None = None,
         max_clients: int = MAX_CLIENTS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port, self._token = host, port, token.encode()
         self.hello_timeout_s = hello_timeout_s
         self.job_base = job_base
         self.max_clients = max_clients
-        self._render_turn = threading.Lock()
+        self._render_turn = FairTurns()
+        self._admission = JobAdmission()
+        self._tls = tls
         self._main_calls: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._clients = threading.BoundedSemaphore(max_clients)
@@ -146,6 +196,10 @@ class TcpServer:
                     return
                 time.sleep(0.05)  # e.g. out of file descriptors: try again shortly
                 continue
+            try:  # a client whose machine vanished is noticed, and its jobs cancelled
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            except OSError:
+                pass
             if not self._clients.acquire(blocking=False):
                 threading.Thread(target=_refuse, args=(conn, TOO_MANY), daemon=True).start()
                 continue
@@ -155,6 +209,15 @@ class TcpServer:
 
     # ------------------------------------------------------------------ one client
     def _client(self, conn: socket.socket, peer) -> None:
+        if self._tls is not None:
+            try:  # the handshake counts against the hello's time
+                conn.settimeout(self.hello_timeout_s)
+                conn = self._tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("TLS handshake with %s failed: %s", peer[0], exc)
+                conn.close()
+                self._clients.release()
+                return
         raw = _DeadlineReader(conn)
         reader = io.BufferedReader(raw, 1 << 16)
         writer = conn.makefile("wb")
@@ -168,7 +231,12 @@ class TcpServer:
             from .server import Session
 
             session = Session(
-                reader, writer, JobFolders(self.job_base), self._render_turn, self.call_on_main
+                reader,
+                writer,
+                JobFolders(self.job_base),
+                self._render_turn,
+                self.call_on_main,
+                admission=self._admission,
             )
             session.run()
             if session.shutdown_requested:
@@ -225,11 +293,25 @@ def serve_tcp(
     token: str,
     hello_timeout_s: float = 10.0,
     job_base: str | None = None,
+    tls: bool = False,
 ) -> int:
-    """Serve clients over TCP (several at once, renders one at a time); each must open with
-    {"type":"hello","token":…} within `hello_timeout_s` (docs/protocol.md)."""
+    """Serve clients over TCP (several at once, renders in turn); each must open with
+    {"type":"hello","token":…} within `hello_timeout_s` (docs/protocol.md). With `tls`,
+    over TLS with the engine's self-signed certificate, whose fingerprint is printed."""
+    context = None
+    if tls:
+        from . import tls as engine_tls
+
+        cert, key = engine_tls.ensure_certificate()
+        context = engine_tls.server_context(cert, key)
+        fingerprint = engine_tls.certificate_fingerprint(cert)
+        sys.stderr.write(f"bokehkit engine certificate {fingerprint}\n")
+        sys.stderr.write(f"  (clients pin it: --fingerprint {fingerprint})\n")
+    elif host not in ("127.0.0.1", "::1", "localhost"):
+        sys.stderr.write("warning: without --tls the token and pixels travel in clear text\n")
     lifetime.install(job_base, watch_parent=False)
     try:
-        return TcpServer(host, port, token, hello_timeout_s, job_base).serve()
+        server = TcpServer(host, port, token, hello_timeout_s, job_base, tls=context)
+        return server.serve()
     finally:
         jobdirs.remove_all()

@@ -123,6 +123,7 @@ class BokehPanel(QtWidgets.QWidget):
         self.grain_spin = self._float_spin(p["grain"], 2, 0.1)
         self.engine_combo = self._combo(p["engine"])
         self.engine_note = self._note()
+        self.engine_where = self._note()  # "remote: CUDA, MagicBokeh available"
         self.focus_note = self._note()  # the mask went away; a layer mask hides the photo
         self.focus_note.setEnabled(True)
         self.depth_notice = DepthNotice()
@@ -159,6 +160,7 @@ class BokehPanel(QtWidgets.QWidget):
         form.addRow(p["grain"].label, self.grain_spin)
         form.addRow(p["engine"].label, self.engine_combo)
         form.addRow("", self.engine_note)
+        form.addRow("", self.engine_where)
         self._form = form
         for name, widget in (
             ("aperture", self.aperture_spin),
@@ -347,6 +349,9 @@ class BokehPanel(QtWidgets.QWidget):
         it cannot run are greyed out with a short reason; "subject" says what Auto focuses
         on; "depth" whether it has depth (else the "no depth" notice)."""
         self.engines = dict(engines)
+        where = (engines.get("where") or {}).get("label")
+        self.engine_where.setText(f"Engine: {where}" if where else "")
+        self.engine_where.setVisible(bool(where))
         self._grey_out(self.engine_combo, "engine", engines, self.engine_note)
         # The classical upscaler needs no model; engines["classical"] is the renderer.
         upscalers = dict(engines, classical={"available": True})
