@@ -195,7 +195,7 @@ def test_isnet_path_imports_no_torch(isnet):
 
 
 def test_specks_of_the_matte_are_dropped_but_every_large_part_and_its_rim_stay():
-    from bokehkit.subject import main_subject
+    from bokehkit.scene.subject import main_subject
 
     yy, xx = np.mgrid[:300, :400]
     matte = np.zeros((300, 400), np.float32)
