@@ -18,6 +18,7 @@ for _cand in (_HERE, os.path.join(_HERE, "..", "..", "plugin")):  # vendored, el
             sys.path.insert(0, os.path.abspath(_cand))
         break
 
+from bokehkit_plugin import client as bk_client  # noqa: E402, F401 (docker.py uses core.bk_client)
 from bokehkit_plugin import edits, rawbuffer, schema  # noqa: E402
 from bokehkit_plugin import remote as bk_remote  # noqa: E402
 
