@@ -144,7 +144,8 @@ def test_focus_from_mask_is_the_weighted_median():
 
 
 def test_thin_lens_matches_blender():
-    # bench README §3: 50 mm, f/2, focus 0.5 m, point at 2 m, 640 px, 36 mm: 33.3 px diameter
+    # a Blender Cycles thin-lens case: 50 mm, f/2, focus 0.5 m, point at 2 m, 640 px, 36 mm:
+    # 33.3 px diameter
     lens = Lens(2.0, 50.0, 36.0)
     assert 2 * lens.coc_radius_px(2.0, 0.5, 640) == pytest.approx(33.3, abs=0.1)
     # K for relative disparity reproduces the metric blur when disparity ∝ 1/z.
