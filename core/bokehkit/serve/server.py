@@ -515,6 +515,12 @@ class Session:
                     with self._state_lock:
                         self._forget(job)
         finally:
+            # Jobs still queued when the session ends (a client that went away) give back
+            # their places in the engine-wide queue, or they would be lost for good.
+            with self._state_lock:
+                for job in list(self._pending.values()):
+                    job.cancel.set()
+                    self._forget(job)
             self.transfers.close_all()
             self._forget_preview()
             self.folders.close_all()
