@@ -514,13 +514,17 @@ class EngineClient:
             self._send(request)
             yield job_id, folder
         finally:
-            if folder is not None:
-                try:
-                    self._send({"type": "close_job", "job_dir": folder})
-                except EngineError:
-                    pass
-                self._remove_folder(folder)
-            self._busy.release()
+            self._end_job(folder)
+
+    def _end_job(self, folder: str | None) -> None:
+        """The engine closes the job folder (if one was made) and is free again."""
+        if folder is not None:
+            try:
+                self._send({"type": "close_job", "job_dir": folder})
+            except EngineError:
+                pass
+            self._remove_folder(folder)
+        self._busy.release()
 
     @contextmanager
     def raw_job(self):
@@ -534,13 +538,7 @@ class EngineClient:
             folder = self._open_job_folder(job_id)
             yield job_id, folder
         finally:
-            if folder is not None:
-                try:
-                    self._send({"type": "close_job", "job_dir": folder})
-                except EngineError:
-                    pass
-                self._remove_folder(folder)
-            self._busy.release()
+            self._end_job(folder)
 
     # Where a job's files go: the shared job folder here; RemoteEngineClient (remote.py)
     # sends them through the connection instead.
