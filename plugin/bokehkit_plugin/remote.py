@@ -21,6 +21,7 @@ import time
 
 from . import rawbuffer
 from .client import START_TIMEOUT_S, EngineClient, EngineError, engine_label
+from .tlsstream import TlsStream
 
 CHUNK_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 10.0
@@ -63,7 +64,7 @@ def read_token(path: str) -> str:
     return token
 
 
-def connect(address: str, fingerprint: str, timeout: float = CONNECT_TIMEOUT_S) -> ssl.SSLSocket:
+def connect(address: str, fingerprint: str, timeout: float = CONNECT_TIMEOUT_S) -> TlsStream:
     """A TLS connection to the engine whose certificate has `fingerprint`, else RemoteError."""
     host, port = parse_address(address)
     pinned = parse_fingerprint(fingerprint)
@@ -78,7 +79,7 @@ def connect(address: str, fingerprint: str, timeout: float = CONNECT_TIMEOUT_S) 
     context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        sock = context.wrap_socket(raw, server_hostname=host)
+        sock = TlsStream.client(raw, context, server_hostname=host)
     except (OSError, ssl.SSLError) as exc:
         raw.close()
         raise RemoteError(
@@ -107,7 +108,7 @@ class RemoteEngineClient(EngineClient):
         parse_address(address)
         parse_fingerprint(fingerprint)
         self.address, self._token, self._fingerprint = address, token, fingerprint
-        self._sock: ssl.SSLSocket | None = None
+        self._sock: TlsStream | None = None
         self._alive = False
         self._refusal = ""  # the engine's last job-less error: "wrong token", "too many…"
 
@@ -124,7 +125,7 @@ class RemoteEngineClient(EngineClient):
         threading.Thread(target=self._read_socket, args=(sock, events), daemon=True).start()
         self._send({"type": "hello", "token": self._token})
 
-    def _read_socket(self, sock: ssl.SSLSocket, events: queue.Queue) -> None:
+    def _read_socket(self, sock: TlsStream, events: queue.Queue) -> None:
         try:
             for raw in sock.makefile("rb"):
                 try:

@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+from bokehkit_plugin.tlsstream import TlsStream
+
 from ..errors import BokehkitError
 from . import jobdirs, lifetime, protocol
 from .jobdirs import JobFolders
@@ -212,7 +214,7 @@ class TcpServer:
         if self._tls is not None:
             try:  # the handshake counts against the hello's time
                 conn.settimeout(self.hello_timeout_s)
-                conn = self._tls.wrap_socket(conn, server_side=True)
+                conn = TlsStream.server(conn, self._tls)
             except (OSError, ssl.SSLError) as exc:
                 log.warning("TLS handshake with %s failed: %s", peer[0], exc)
                 conn.close()
