@@ -18,9 +18,11 @@ for _cand in (_HERE, os.path.join(_HERE, "..", "..", "plugin")):  # vendored, el
             sys.path.insert(0, os.path.abspath(_cand))
         break
 
-from bokehkit_plugin import client as bk_client  # noqa: E402, F401 (docker.py uses core.bk_client)
+from bokehkit_plugin import client as bk_client  # noqa: E402 (docker.py uses core.bk_client too)
 from bokehkit_plugin import edits, rawbuffer, schema  # noqa: E402
 from bokehkit_plugin import remote as bk_remote  # noqa: E402
+
+bk_client.survive_broken_pipes()  # Krita leaves SIGPIPE deadly; imported on its main thread
 
 FOCUS_LAYER = edits.FOCUS  # a layer with this name (any case) is a focus mask
 MASK_TYPES = ("transparencymask", "selectionmask", "filtermask", "transformmask", "colorizemask")

@@ -99,6 +99,20 @@ class DialogChoice:
     depth_photo: str | None = None
 
 
+def survive_broken_pipes() -> None:
+    """Make a write to an engine that has died an error we report, not the end of the
+    editor. Krita's embedded Python leaves SIGPIPE at its default, which kills the whole
+    process, unsaved work and all, on the first write to a closed pipe or socket. Only the
+    main thread may change it; from another thread (and on Windows) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL:
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
 def clean_environment(extra: dict | None = None) -> dict:
     """The host's environment minus what would break another Python, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
@@ -136,6 +150,7 @@ class EngineClient:
         """`command` starts the engine (default: from `config.engine_command()`); `env` is
         added to the cleaned environment; `job_base` is where job folders go (default: the
         temp dir)."""
+        survive_broken_pipes()
         self._command = command
         self._extra_env = env
         self._job_base = job_base

@@ -15,6 +15,9 @@ import ssl
 import threading
 
 RECV_BYTES = 1 << 16
+#: A write to a connection the other side has closed is an error, never a SIGPIPE: the
+#: hosts' embedded Pythons may leave that signal's default, which kills the editor.
+_NO_SIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 
 
 class TlsStream:
@@ -72,7 +75,8 @@ class TlsStream:
                         data = None
                     except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                         data = b""
-                    answer = self._out.pending > 0  # e.g. a key update asks for one
+                    # e.g. a key update asks for one; nothing goes back on a closed line
+                    answer = self._out.pending > 0 and data != b""
                 if answer:
                     try:
                         self._flush(wait=False)
@@ -111,7 +115,7 @@ class TlsStream:
                         records = self._out.read()
                     if not records:
                         break
-                    self._sock.sendall(records)
+                    self._sock.sendall(records, _NO_SIGNAL)
             finally:
                 self._send_lock.release()
             with self._tls_lock:  # added after our last look, by a reader that did not wait

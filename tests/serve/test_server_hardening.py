@@ -543,3 +543,61 @@ def test_folders_of_killed_engines_are_swept_at_start_up(tmp_path):
         assert client.ping()["type"] == "pong"
     assert not any(folder.exists() for folder in stale)
     assert all((folder / "image.bkraw").exists() for folder in kept)
+
+
+# ---------------------------------------------------- an editor that keeps SIGPIPE deadly
+# Krita's embedded Python leaves SIGPIPE at its default: a write to a dead engine killed
+# Krita itself (exit 141 in the Krita 6.0 remote host test). These host stand-ins do the same.
+DEADLY_SIGPIPE = "import signal; signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+
+
+def _host(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", DEADLY_SIGPIPE + script],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_an_engine_that_died_is_an_error_not_the_end_of_the_editor():
+    script = f"""
+import time
+from bokehkit_plugin.client import EngineClient, EngineError
+client = EngineClient([{sys.executable!r}, "-c", "pass"])  # an engine that exits at once
+client.start()
+time.sleep(1.0)
+try:
+    client.ping()
+except EngineError as exc:
+    print("error:", exc)
+"""
+    host = _host(script)
+    assert host.returncode == 0, f"the host died (exit {host.returncode}): {host.stderr}"
+    assert host.stdout.startswith("error: "), host.stdout
+
+
+def test_a_remote_engine_that_hung_up_is_an_error_not_the_end_of_the_editor(tmp_path):
+    script = f"""
+import socket, ssl, threading, time
+from pathlib import Path
+from bokehkit.serve import tls
+from bokehkit_plugin.tlsstream import TlsStream
+cert, key = tls.ensure_certificate(Path({str(tmp_path)!r}))
+client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+left, right = socket.socketpair()
+accept = threading.Thread(target=lambda: TlsStream.server(right, tls.server_context(cert, key)))
+accept.start()
+stream = TlsStream.client(left, client_context)
+accept.join()
+right.close()
+def write():  # not the main thread: survive_broken_pipes cannot help here
+    try:
+        for _ in range(100):
+            stream.sendall(b"x" * 65536)
+    except OSError as exc:
+        print("error:", type(exc).__name__)
+worker = threading.Thread(target=write)
+worker.start()
+worker.join()
+"""
+    host = _host(script)
+    assert host.returncode == 0, f"the host died (exit {host.returncode}): {host.stderr}"
+    assert host.stdout.startswith("error: "), host.stdout
