@@ -284,7 +284,8 @@ def haar_noise(img255: np.ndarray, mask: np.ndarray, rounding: float = 0.0) -> f
     m = mask[:h, :w].reshape(h // 2, 2, w // 2, 2).all(axis=(1, 3))
     if m.sum() < 200:
         return float("nan")
-    v = np.sort(d[m].ravel())[: int(0.99 * m.sum())]
+    values = d[m].ravel()  # every channel of every block
+    v = np.sort(values)[: int(0.99 * values.size)]
     return float(np.sqrt(max(np.mean(v * v) - rounding, 0.0)))
 
 
