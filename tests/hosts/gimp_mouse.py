@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from guikit import click, engines_left, xdo
+from guikit import click, engines_left, wait_for_display, xdo
 from guikit import screenshot as grab
 
 OUT = sys.argv[1]
@@ -92,6 +92,7 @@ def start_gimp(session, log_name):
     for name in os.listdir(OUT):
         if name.endswith(".json"):
             os.remove(os.path.join(OUT, name))
+    wait_for_display()
     log = open(os.path.join(OUT, log_name), "w")
     script = "exec(open('/bokehkit/tests/hosts/gimp_session.py').read())"
     return subprocess.Popen(

@@ -11,6 +11,19 @@ def xdo(*args):
     return subprocess.run(["xdotool", *map(str, args)], capture_output=True, text=True).stdout
 
 
+def wait_for_display(timeout=60.0):
+    """Until the X server takes connections. Under load a program started at once could
+    find none ("could not connect to display :99") and exit, and the session then waited
+    for a window that would never come."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = subprocess.run(["xdotool", "getdisplaygeometry"], capture_output=True)
+        if p.returncode == 0:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def centre(rect, fx=0.5, fy=0.5):
     x, y, w, h = rect
     return int(x + fx * w), int(y + fy * h)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from guikit import centre, click, engines_left, xdo
+from guikit import centre, click, engines_left, wait_for_display, xdo
 from guikit import screenshot as grab
 
 OUT = sys.argv[1]
@@ -96,10 +96,19 @@ def screenshot(name):
 
 
 def start_krita():
+    """Krita with the docker shown, once the display takes connections; started again once
+    if it exits before the docker is up (a display that went away under it)."""
     env = dict(os.environ, BOKEHKIT_KRITA_SHOW_DOCKER="1", BOKEHKIT_KRITA_TEST="1")
-    with open(LOG, "w") as log:
-        return subprocess.Popen(["krita", "--nosplash", "/job/in.png"], stdout=log,
-                                stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    for attempt in range(2):
+        wait_for_display()
+        with open(LOG, "w") as log:
+            krita = subprocess.Popen(["krita", "--nosplash", "/job/in.png"], stdout=log,
+                                     stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        time.sleep(5)
+        if krita.poll() is None:
+            return krita
+        note("krita exited at start", code=krita.returncode, attempt=attempt + 1)
+    return krita
 
 
 def main():
