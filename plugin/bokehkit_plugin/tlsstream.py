@@ -13,6 +13,7 @@ import io
 import socket
 import ssl
 import threading
+import time
 
 RECV_BYTES = 1 << 16
 #: A write to a connection the other side has closed is an error, never a SIGPIPE: the
@@ -25,13 +26,13 @@ class TlsStream:
     safe for one reader and any number of writers at once."""
 
     def __init__(self, sock: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO,
-                 outgoing: ssl.MemoryBIO) -> None:  # fmt: skip
+                 outgoing: ssl.MemoryBIO, deadline: float | None = None) -> None:  # fmt: skip
         self._sock, self._tls = sock, tls
         self._in, self._out = incoming, outgoing
         self._tls_lock = threading.Lock()  # the SSL object and its buffers; held briefly
         self._send_lock = threading.Lock()  # one thread at a time puts records on the wire
         self._recv_lock = threading.Lock()
-        self._handshake()
+        self._handshake(deadline)
 
     @classmethod
     def client(cls, sock: socket.socket, context: ssl.SSLContext,
@@ -43,12 +44,15 @@ class TlsStream:
         return cls(sock, tls, incoming, outgoing)
 
     @classmethod
-    def server(cls, sock: socket.socket, context: ssl.SSLContext) -> TlsStream:
-        """Handshake as the server on `sock` (its timeout applies); ssl.SSLError or OSError."""
+    def server(cls, sock: socket.socket, context: ssl.SSLContext,
+               deadline: float | None = None) -> TlsStream:  # fmt: skip
+        """Handshake as the server on `sock`, finished by `deadline` (time.monotonic) if
+        given, else within the socket's timeout per read; ssl.SSLError or OSError."""
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        return cls(sock, context.wrap_bio(incoming, outgoing, server_side=True), incoming, outgoing)
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        return cls(sock, tls, incoming, outgoing, deadline)
 
-    def _handshake(self) -> None:
+    def _handshake(self, deadline: float | None) -> None:
         while True:
             try:
                 self._tls.do_handshake()
@@ -58,6 +62,11 @@ class TlsStream:
             self._flush(wait=True)
             if done:
                 return
+            if deadline is not None:  # a whole-handshake limit: a byte every few seconds
+                remaining = deadline - time.monotonic()  # must not hold a slot for ever
+                if remaining <= 0:
+                    raise TimeoutError("the TLS handshake took too long")
+                self._sock.settimeout(remaining)
             data = self._sock.recv(RECV_BYTES)
             if not data:
                 raise ssl.SSLEOFError("the other side closed the connection during the handshake")

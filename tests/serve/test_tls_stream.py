@@ -10,6 +10,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 
 import pytest
 
@@ -153,3 +154,38 @@ def test_a_peer_that_is_not_tls_is_an_ssl_error_not_a_hang(tmp_path):
     right.close()
     with pytest.raises(ssl.SSLError):
         TlsStream.server(left, tls.server_context(cert, key))
+
+
+def test_a_handshake_trickled_byte_by_byte_is_cut_off_at_the_deadline(tmp_path):
+    """A client that sends its hello a byte at a time, each within the socket's timeout,
+    must not hold one of the engine's few client slots for ever."""
+    client_context, server_context = _contexts(tmp_path)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client_hello = client_context.wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        client_hello.do_handshake()
+    hello = outgoing.read()
+    left, right = socket.socketpair()
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for byte in hello:
+            if stop.wait(0.2):
+                return
+            try:
+                left.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            TlsStream.server(right, server_context, deadline=time.monotonic() + 1.0)
+        assert time.monotonic() - started < 3.0  # the hello alone would take over 100 s
+    finally:
+        stop.set()
+        sender.join()
+        left.close()
+        right.close()

@@ -211,10 +211,10 @@ class TcpServer:
 
     # ------------------------------------------------------------------ one client
     def _client(self, conn: socket.socket, peer) -> None:
+        hello_deadline = time.monotonic() + self.hello_timeout_s
         if self._tls is not None:
             try:  # the handshake counts against the hello's time
-                conn.settimeout(self.hello_timeout_s)
-                conn = TlsStream.server(conn, self._tls)
+                conn = TlsStream.server(conn, self._tls, hello_deadline)
             except (OSError, ssl.SSLError) as exc:
                 log.warning("TLS handshake with %s failed: %s", peer[0], exc)
                 conn.close()
@@ -224,7 +224,7 @@ class TcpServer:
         reader = io.BufferedReader(raw, 1 << 16)
         writer = conn.makefile("wb")
         try:
-            raw.deadline = time.monotonic() + self.hello_timeout_s
+            raw.deadline = hello_deadline
             if not self._hello_ok(reader):
                 log.warning("rejected a client from %s: wrong or missing token", peer[0])
                 _refuse(conn, WRONG_TOKEN, writer)
