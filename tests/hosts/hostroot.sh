@@ -242,13 +242,14 @@ ns_run() {   # runs in the private namespace (or under an exclusive lock in the 
   done <<< "${HOSTROOT_BINDS:-}"
   for v in $PASSENV; do if [ -n "${!v+x}" ]; then envs+=("$v=${!v}"); fi; done
   # in the background (stdin kept) so that a signal to us reaches the command at once,
-  # and we unmount as soon as it is gone
+  # and we unmount as soon as it is gone; without the root's lock (fd 9), so that a server
+  # the command left running (an Xvfb of a killed test) cannot hold off the next setup
   local rc=0 child
   chroot "${uspec[@]}" "$ROOT" /usr/bin/env -i -C /job \
     HOME="$home" USER="$user" LOGNAME="$user" LANG=C.UTF-8 \
     PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin \
     XDG_RUNTIME_DIR="/tmp/runtime-$user" PYTHONDONTWRITEBYTECODE=1 \
-    BOKEHKIT_SRC=/bokehkit JOB=/job "${envs[@]}" "$@" <&0 &
+    BOKEHKIT_SRC=/bokehkit JOB=/job "${envs[@]}" "$@" <&0 9>&- &
   child=$!
   trap 'kill -TERM $child 2>/dev/null' INT TERM HUP
   while :; do   # wait returns early (>128) when a trapped signal arrives
