@@ -71,6 +71,16 @@ def last_params():
     return json.loads(found[-1].split("params ", 1)[1]) if found else None
 
 
+def click_and_read_params(rect, fx=0.5):
+    """Click, then the parameters the docker logs for it: waited for, since a busy Krita
+    took longer than a fixed half second to log them, and the old ones were read."""
+    n = len(log_lines())
+    click(rect, fx=fx)
+    wait_for(r"^\[bokehkit\] params ", n, 15)
+    time.sleep(0.3)  # one click may log twice (value, then the snap)
+    return last_params()
+
+
 def inside(rect, box):
     x, y, w, h = rect
     bx, by, bw, bh = box
@@ -221,15 +231,9 @@ def session(krita):
 
     # On the result: the aperture slider snaps to third stops; focal length to manual and
     # back to auto with the check box.
-    click(reveal("aperture_slider"), fx=0.62)
-    time.sleep(0.5)
-    slid = last_params()
-    click(reveal("focal_auto"))
-    time.sleep(0.5)
-    manual = last_params()
-    click(reveal("focal_auto"))
-    time.sleep(0.5)
-    auto = last_params()
+    slid = click_and_read_params(reveal("aperture_slider"), fx=0.62)
+    manual = click_and_read_params(reveal("focal_auto"))
+    auto = click_and_read_params(reveal("focal_auto"))
     note(
         "controls",
         aperture=slid and slid["aperture"],
