@@ -54,6 +54,11 @@ class TlsStream:
 
     def _handshake(self, deadline: float | None) -> None:
         while True:
+            if deadline is not None:  # a whole-handshake limit: a byte every few seconds
+                remaining = deadline - time.monotonic()  # must not hold a slot for ever
+                if remaining <= 0:
+                    raise TimeoutError("the TLS handshake took too long")
+                self._sock.settimeout(remaining)
             try:
                 self._tls.do_handshake()
                 done = True
@@ -62,11 +67,6 @@ class TlsStream:
             self._flush(wait=True)
             if done:
                 return
-            if deadline is not None:  # a whole-handshake limit: a byte every few seconds
-                remaining = deadline - time.monotonic()  # must not hold a slot for ever
-                if remaining <= 0:
-                    raise TimeoutError("the TLS handshake took too long")
-                self._sock.settimeout(remaining)
             data = self._sock.recv(RECV_BYTES)
             if not data:
                 raise ssl.SSLEOFError("the other side closed the connection during the handshake")
@@ -91,7 +91,6 @@ class TlsStream:
                         self._flush(wait=False)
                     except OSError:
                         pass  # a closed line: what was read still counts; writers hear of it
-
                 if data is not None:
                     return data
                 wire = self._sock.recv(RECV_BYTES)
