@@ -30,7 +30,7 @@ from .progress import Progress
 from .render import Renderer, RenderJob, get_renderer, renderer_class
 from .render.depth_edges import snap_depth_edges
 from .render.grain import add_grain, estimate_noise
-from .render.highlights import DEFAULT_GAIN, recover_highlights
+from .render.highlights import DEFAULT_GAIN, recover_highlights, separate_lights
 from .render.resample import bilinear_up
 from .scene import depth as depth_mod
 from .scene import focus as focus_mod
@@ -325,8 +325,14 @@ def render_image(
     # takes the display-referred photo as it was trained and renders its own texture).
     encoded01 = image.encoded.astype(np.float32) / _full_scale(image.encoded.dtype)
     linear = image.linear_rgb
+    lights = None
     if renderer.recovers_highlights and image.encoding.dtype != "float32":
-        linear, coc = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
+        if renderer.draws_lights:
+            linear, coc, lights = separate_lights(
+                linear, encoded01, coc, settings.highlight_gain
+            )
+        else:
+            linear, coc = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
     grain = settings.grain if renderer.adds_grain else 0.0
     step = 1.0 / _full_scale(image.encoded.dtype) if image.encoded.dtype.kind in "ui" else 0.0
     sigma = estimate_noise(encoded01, step) if grain > 0 else np.zeros(3, np.float32)
@@ -340,6 +346,8 @@ def render_image(
         upscale = get_upscaler(settings.upscaler, **settings.upscaler_options)
         linear = upscale(linear, factor, sharpness, progress.span(0.08, sr_end))
         coc = bilinear_up(coc, factor, height * factor, width * factor) * factor
+        if lights is not None:
+            lights = lights.scaled(factor)
     report.max_coc_px = float(np.abs(coc).max(initial=0.0))
 
     description = renderer.describe()
@@ -358,6 +366,7 @@ def render_image(
         disparity=depth.inverse_depth,
         focus_disparity=focus.inverse_depth,
         focus_mask=mask,
+        lights=lights,
     )
     out = renderer.render(job, progress.span(sr_end, 0.95))
     if grain > 0:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..progress import Progress
 from ..scene.aperture import Aperture
+from .light_sprites import Lights
 
 
 @dataclass
@@ -25,6 +26,8 @@ class RenderJob:
     disparity: np.ndarray | None = None
     focus_disparity: float | None = None
     focus_mask: np.ndarray | None = None
+    #: Recovered lights to draw after the layers (renderers that `draws_lights`).
+    lights: Lights | None = None
 
 
 class Renderer:
@@ -42,6 +45,9 @@ class Renderer:
     #: Whether clipped highlights get their energy back before it renders
     #: (render/highlights.py).
     recovers_highlights: bool = True
+    #: Whether it draws the recovered lights itself, each cut by what stands in front of it
+    #: (render/light_sprites.py); otherwise their energy is added to the photo's pixels.
+    draws_lights: bool = False
     #: Whether the photo's grain is put back into blurred areas after it renders
     #: (render/grain.py).
     adds_grain: bool = True

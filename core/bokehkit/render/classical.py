@@ -38,6 +38,7 @@ from scipy.fft import irfft2, next_fast_len, rfft2
 from ..progress import Progress
 from .base import Renderer, RenderJob
 from .hidden import guess_hidden_background, occluder_weight, occludes
+from .light_sprites import draw_lights
 from .resample import bilinear_up_planes, box_down_planes
 
 TILE_PX = 512
@@ -113,6 +114,7 @@ class ClassicalRenderer(Renderer):
     snapping, highlight recovery, grain), any blur radius."""
 
     name = "classical"
+    draws_lights = True
 
     def __init__(self, tile_px: int = TILE_PX, threads: int | None = None) -> None:
         self.tile_px = tile_px
@@ -182,6 +184,9 @@ class ClassicalRenderer(Renderer):
                 run(t)
                 done += 1
                 progress.update(done / len(tiles), f"rendering bokeh, tile {done}/{len(tiles)}")
+        if job.lights:
+            progress.update(1.0, f"drawing {len(job.lights)} recovered lights")
+            draw_lights(out, coc, job.lights, job.aperture)
         return out
 
 

@@ -1,0 +1,167 @@
+"""Recovered lights drawn as sprites, each seen through the aperture past what stands in front.
+
+Highlight recovery (`highlights.py`) gives a clipped light back the energy the photo cut off,
+often 10–40× white. Blurred with the layers, that light would also leak through the soft
+edge of every blurred surface in front of it: a layer's coverage is the share of the
+aperture it blocks on average, right for a wall behind it, wrong for a point. A point light
+reaches each pixel of its disc along one ray only, through one point of the aperture, so
+whatever stands in front either blocks that ray or not. A real lens shows it: the disc of a
+light behind an edge is cut by a sharp chord, and a thin twig in front of it draws a dark
+line across it.
+
+So the photo's own (clipped) light stays in the layers, and only the energy given back is
+drawn here, after compositing: per light, its excess spread by the aperture kernel of its
+own blur radius and multiplied by a visibility ray-marched through the depth map.
+
+The geometry, in signed blur radii s (positive in front of the focal plane, linear in
+disparity): a point whose pinhole image is at P and whose blur is s is imaged through the
+aperture point u (unit disc) at P + s·u. The light (at L, blur s_L) reaches pixel x through
+u = (x − L)/s_L; on the way its ray passes, at blur s, the pinhole position P(s) = x − s·u.
+The ray is blocked when the depth map holds, at some P(s), a surface nearer than the ray
+(its blur above s) and a real jump nearer than the light (`hidden.occludes`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from ..scene.aperture import Aperture
+from .hidden import occludes, occlusion_jump
+
+#: Visibility is marched on a grid of at most about this many points across a disc's radius
+#: (and bilinearly enlarged): a cut is sharp to a 24th of the disc.
+VISIBILITY_GRID = 24
+#: At most this many steps along each ray (steps are 1 px of blur apart up to here).
+MAX_RAY_STEPS = 64
+#: Lights beyond this many (the weakest) are not drawn as sprites but added to the photo's
+#: pixels and blurred with the layers, which bounds the time on a photo of a city at night.
+MAX_SPRITES = 400
+
+
+@dataclass
+class Light:
+    """One recovered light: the energy given back (linear RGB, a small patch placed at
+    `top`, `left`), where its energy is centred, and its signed blur radius."""
+
+    patch: np.ndarray  # h×w×3 float32
+    top: int
+    left: int
+    centre_yx: tuple[float, float]
+    coc: float
+
+    @property
+    def energy(self) -> float:
+        return float(self.patch.sum())
+
+
+@dataclass
+class Lights:
+    """The lights to draw, in pixels of the image they were found in."""
+
+    items: list[Light] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def scaled(self, factor: int) -> "Lights":
+        """The same lights in an image enlarged `factor` times (each pixel repeated, like
+        the enlarged photo: a light keeps its brightness and covers factor² more pixels)."""
+        if factor == 1:
+            return self
+        out = []
+        for light in self.items:
+            patch = np.repeat(np.repeat(light.patch, factor, axis=0), factor, axis=1)
+            cy, cx = light.centre_yx
+            out.append(
+                Light(
+                    patch,
+                    light.top * factor,
+                    light.left * factor,
+                    ((cy + 0.5) * factor - 0.5, (cx + 0.5) * factor - 0.5),
+                    light.coc * factor,
+                )
+            )
+        return Lights(out)
+
+
+def visibility(
+    coc: np.ndarray, centre_yx: tuple[float, float], light_coc: float, box: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Share of the light at `centre_yx` (blur `light_coc`) that reaches each pixel of `box`
+    (y0, y1, x0, x1, inside the image): 1 unless something nearer stands in its way."""
+    y0, y1, x0, x1 = box
+    s_light = float(light_coc)
+    # The nearest blur the ray could meet on its way (it only gets nearer: s grows).
+    s_near = float(coc.max(initial=s_light))
+    if s_near <= s_light or abs(s_light) < 0.5:
+        return np.ones((y1 - y0, x1 - x0), np.float32)
+    step = max(1.0, (s_near - s_light) / MAX_RAY_STEPS)
+    steps = np.arange(s_light + step, s_near + 0.5 * step, step, dtype=np.float32)
+    # A coarse grid over the box for large discs, enlarged at the end.
+    spacing = max(1.0, abs(s_light) / VISIBILITY_GRID)
+    ny = max(2, int(math.ceil((y1 - 1 - y0) / spacing)) + 1)
+    nx = max(2, int(math.ceil((x1 - 1 - x0) / spacing)) + 1)
+    ys = np.linspace(y0, y1 - 1, ny, dtype=np.float32)[:, None]
+    xs = np.linspace(x0, x1 - 1, nx, dtype=np.float32)[None, :]
+    cy, cx = centre_yx
+    uy, ux = (ys - cy) / s_light, (xs - cx) / s_light
+    h, w = coc.shape
+    blocked = np.zeros((ny, nx), bool)
+    for s in steps:
+        py = np.clip(np.rint(ys - s * uy), 0, h - 1).astype(np.intp)
+        px = np.clip(np.rint(xs - s * ux), 0, w - 1).astype(np.intp)
+        surface = coc[py, px]
+        # A depth map shows only front faces: take each as a sheet of some thickness (a
+        # solid reaching back to the light turned a twig's thin shadow into half the disc).
+        thickness = np.maximum(occlusion_jump(surface), step)
+        blocked |= (
+            (surface > s) & (surface - s <= thickness) & (occludes(surface, s_light) >= 0.5)
+        )
+    coarse = 1.0 - blocked.astype(np.float32)
+    if ny == y1 - y0 and nx == x1 - x0:
+        return coarse
+    return _bilinear_to(coarse, y1 - y0, x1 - x0)
+
+
+def _bilinear_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """`a` (its corners on the corners of the target) resampled to h×w."""
+    fy = np.linspace(0, a.shape[0] - 1, h, dtype=np.float32)
+    fx = np.linspace(0, a.shape[1] - 1, w, dtype=np.float32)
+    iy = np.minimum(fy.astype(np.intp), a.shape[0] - 2)
+    ix = np.minimum(fx.astype(np.intp), a.shape[1] - 2)
+    ty, tx = (fy - iy)[:, None], (fx - ix)[None, :]
+    top = a[iy][:, ix] * (1 - tx) + a[iy][:, ix + 1] * tx
+    bottom = a[iy + 1][:, ix] * (1 - tx) + a[iy + 1][:, ix + 1] * tx
+    return (top * (1 - ty) + bottom * ty).astype(np.float32)
+
+
+def draw_lights(out: np.ndarray, coc: np.ndarray, lights: Lights, aperture: Aperture) -> None:
+    """Add each light's energy to `out` (H×W×3 linear, in place), spread by the aperture at
+    the light's blur radius and cut by what stands in front of it (`coc`: the signed blur
+    radii of `out`'s pixels)."""
+    h, w = coc.shape
+    half_diag = 0.5 * math.hypot(w, h)
+    for light in lights:
+        cy, cx = light.centre_yx
+        kernel = aperture.kernel(
+            abs(light.coc), ((cx - w / 2) / half_diag, (cy - h / 2) / half_diag)
+        )
+        kh, kw = kernel.shape
+        ph, pw = light.patch.shape[:2]
+        # The sprite: the patch spread by the kernel, its top-left corner in the image.
+        top, left = light.top - kh // 2, light.left - kw // 2
+        bottom, right = top + ph + kh - 1, left + pw + kw - 1
+        box = (max(top, 0), min(bottom, h), max(left, 0), min(right, w))
+        if box[0] >= box[1] or box[2] >= box[3]:
+            continue
+        sprite = fftconvolve(light.patch, kernel[..., None], axes=(0, 1)).astype(np.float32)
+        sprite = sprite[box[0] - top : box[1] - top, box[2] - left : box[3] - left]
+        seen = visibility(coc, light.centre_yx, light.coc, box)
+        out[box[0] : box[1], box[2] : box[3]] += np.maximum(sprite, 0.0) * seen[..., None]
