@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from bokehkit.render.grain import add_grain, estimate_noise
-from bokehkit.render.highlights import light_gain, recover_highlights
+from scipy import ndimage
+
+from bokehkit.render.highlights import _large_areas, light_gain, recover_highlights
 from bokehkit.sr.lanczos import upscale_linear
 
 
@@ -30,6 +32,28 @@ def test_small_light_is_boosted_but_not_a_white_wall_or_a_glint():
     out, _ = recover_highlights(img, img, coc, 6.0)
     assert out[light].mean() == pytest.approx(6.0)
     assert np.array_equal(out[:, :10], img[:, :10])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_large_areas_are_the_opening_by_the_disc_component_by_component(seed):
+    """Surfaces are found by opening each large enough component in its own box; that must
+    be exactly the whole-image opening by the disc (with outside the image empty), grown
+    by 2 px, for blobs of every size, touching each other diagonally and the image's edge."""
+    rng = np.random.default_rng(seed)
+    h, w, r = 90, 120, int(rng.integers(3, 8))
+    mask = np.zeros((h, w), bool)
+    yy, xx = np.mgrid[:h, :w]
+    for _ in range(14):
+        cy, cx = rng.integers(-5, h + 5), rng.integers(-5, w + 5)
+        ry, rx = rng.uniform(1, 2.5 * r, 2)
+        mask |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    mask |= rng.random((h, w)) < 0.03
+    disc = (np.mgrid[-r : r + 1, -r : r + 1] ** 2).sum(axis=0) <= (r + 0.5) ** 2
+    padded = np.pad(mask, r + 1)
+    opened = ndimage.binary_opening(padded, disc)[r + 1 : -r - 1, r + 1 : -r - 1]
+    expected = ndimage.binary_dilation(opened, iterations=2)
+    assert expected.any() and not expected.all()
+    assert np.array_equal(_large_areas(mask, r), expected)
 
 
 def test_a_light_keeps_the_colour_its_glow_shows():

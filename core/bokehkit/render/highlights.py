@@ -27,6 +27,7 @@ in front of it (`light_sprites.py`); for others it is added to the pixels
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,7 @@ class ClippedSpots:
     """The photo's small clipped spots: a label image and per-spot measurements."""
 
     labels: np.ndarray  # H×W int32, 0 = no spot, k = spot k (1-based)
+    boxes: list  # spot k's bounding box (row and column slices) at k − 1
     area: np.ndarray  # pixels
     white_share: np.ndarray  # share of the spot clipped in every channel
     shoulder: np.ndarray  # mean code value in the ring 1 px outside the spot
@@ -82,46 +84,93 @@ class ClippedSpots:
 
 def clipped_spots(encoded01: np.ndarray) -> ClippedSpots | None:
     """Find and measure the small clipped spots of a photo (code values in [0, 1], H×W×C);
-    None when nothing small is clipped."""
-    clipped = encoded01.max(axis=-1) >= CLIP_LEVEL  # coloured lights clip some channels
+    None when nothing small is clipped. Measured over the spots' and their rings' pixels
+    only: a photo has few, and whole-image passes cost seconds at 24 MP."""
+    # Coloured lights clip some channels only.
+    channels = range(encoded01.shape[-1])
+    clipped = np.logical_or.reduce([encoded01[..., c] >= CLIP_LEVEL for c in channels])
     if not clipped.any():
         return None
     h, w = clipped.shape
     r = max(MIN_LARGE_DIAMETER_PX, int(LARGE_DIAMETER_FRACTION * max(h, w))) // 2
-    # Clipped areas a disc of that size fits in are surfaces, and so is what touches them.
-    large = ndimage.binary_dilation(open_by_disc(clipped, r), iterations=2)
-    labels, count = ndimage.label(clipped & ~large)
+    labels, count = ndimage.label(clipped & ~_large_areas(clipped, r))
     if count == 0:
         return None
-    index = np.arange(1, count + 1)
-    area = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.float32)
-    luma = encoded01.mean(axis=-1)
-    white = encoded01.min(axis=-1) >= CLIP_LEVEL
-    white_share = np.asarray(ndimage.mean(white, labels=labels, index=index), np.float32)
-
-    def ring(inner_px: int, outer_px: int) -> np.ndarray:
-        outer = ndimage.grey_dilation(labels, size=2 * outer_px + 1)
-        inner = ndimage.grey_dilation(labels, size=2 * inner_px + 1) if inner_px else labels
-        return np.where(inner == 0, outer, 0)
-
-    def ring_mean(values: np.ndarray, ring_labels: np.ndarray, empty: float) -> np.ndarray:
-        with np.errstate(invalid="ignore"):  # a spot whose ring is all other spots
-            level = np.asarray(ndimage.mean(values, labels=ring_labels, index=index), np.float32)
-        return np.nan_to_num(level, nan=empty)
-
-    shoulder_ring, surround_ring = ring(0, 1), ring(RING_INNER_PX, RING_OUTER_PX)
+    flat = encoded01.reshape(h * w, -1)
+    spot_px = np.flatnonzero(labels)
+    spot_label = labels.ravel()[spot_px]
+    area = np.bincount(spot_label, minlength=count + 1)[1:].astype(np.float32)
+    white = flat[spot_px].min(axis=-1) >= CLIP_LEVEL
+    white_share = np.bincount(spot_label, weights=white, minlength=count + 1)[1:] / area
+    shoulder, shoulder_linear = _ring_means(flat, _ring(labels, 0, 1), count)
+    surround_ring = _ring(labels, RING_INNER_PX, RING_OUTER_PX)
+    surround, surround_linear = _ring_means(flat, surround_ring, count)
 
     boxes = ndimage.find_objects(labels)
     extent = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
     return ClippedSpots(
-        labels=labels.astype(np.int32),
+        labels=labels.astype(np.int32, copy=False),
+        boxes=boxes,
         area=area,
-        white_share=white_share,
-        shoulder=ring_mean(luma, shoulder_ring, 1.0),
-        surround=ring_mean(luma, surround_ring, 1.0),
+        white_share=white_share.astype(np.float32),
+        # A spot whose ring is all other spots counts as standing in white.
+        shoulder=np.nan_to_num(shoulder, nan=1.0),
+        surround=np.nan_to_num(surround, nan=1.0),
         elongation=(extent / (2.0 * np.sqrt(area / np.pi))).astype(np.float32),
-        colour=_light_colour(encoded01, shoulder_ring, surround_ring, index),
+        colour=_light_colour(shoulder_linear, surround_linear),
     )
+
+
+def _large_areas(clipped: np.ndarray, r: int) -> np.ndarray:
+    """The clipped areas a disc of radius r fits in, and the 2 px around them (what touches
+    a surface is part of it). Opened one component at a time, and only the components with
+    room for such a disc: most photos have none, and then nothing is opened at all."""
+    labels, count = ndimage.label(clipped)
+    area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    # The disc x² + y² ≤ (r + ½)² holds at least π(r + ½ − √½)² pixels.
+    min_area = math.pi * max(r + 0.5 - math.sqrt(0.5), 0.0) ** 2
+    large = np.zeros_like(clipped)
+    boxes = ndimage.find_objects(labels)
+    for k in np.flatnonzero(area >= min_area):
+        grown, _ = _grown(boxes[k], 2, clipped.shape)
+        component = labels[grown] == k + 1
+        large[grown] |= ndimage.binary_dilation(open_by_disc(component, r), iterations=2)
+    return large
+
+
+def _grown(box: tuple, px: int, shape: tuple) -> tuple[tuple, tuple]:
+    """`box` (row and column slices) grown by `px` on every side, within an image of
+    `shape`; and where `box` lies inside the grown one."""
+    rows, cols = box
+    top, left = max(rows.start - px, 0), max(cols.start - px, 0)
+    grown = (slice(top, min(rows.stop + px, shape[0])), slice(left, min(cols.stop + px, shape[1])))
+    inner = (slice(rows.start - top, rows.stop - top), slice(cols.start - left, cols.stop - left))
+    return grown, inner
+
+
+def _ring(labels: np.ndarray, inner_px: int, outer_px: int) -> np.ndarray:
+    """Each spot's label on the pixels `inner_px` + 1 to `outer_px` (square distance) from
+    it and on no spot."""
+    outer = ndimage.grey_dilation(labels, size=2 * outer_px + 1)
+    inner = ndimage.grey_dilation(labels, size=2 * inner_px + 1) if inner_px else labels
+    return np.where(inner == 0, outer, 0)
+
+
+def _ring_means(flat: np.ndarray, ring: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per spot, the mean code value over its ring and the mean linear RGB (count×3); NaN
+    for a spot with an empty ring. `flat`: the photo's code values, (H·W)×C."""
+    px = np.flatnonzero(ring)
+    label = ring.ravel()[px]
+    pixels = flat[px]
+    n = np.bincount(label, minlength=count + 1)[1:]
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(label, weights=values, minlength=count + 1)[1:] / n
+
+    linear = srgb_to_linear(pixels[:, :3])
+    channels = [mean(linear[:, c]) for c in range(linear.shape[-1])]
+    return mean(pixels.mean(axis=-1)).astype(np.float32), np.stack(channels, axis=-1)
 
 
 def open_by_disc(mask: np.ndarray, r: int) -> np.ndarray:
@@ -139,20 +188,14 @@ def open_by_disc(mask: np.ndarray, r: int) -> np.ndarray:
     return opened[pad:-pad, pad:-pad]
 
 
-def _light_colour(encoded01, shoulder_ring, surround_ring, index) -> np.ndarray:
+def _light_colour(shoulder_linear: np.ndarray, surround_linear: np.ndarray) -> np.ndarray:
     """Each light's colour (channels averaging 1), from what its glow adds to the shoulder
-    over the surround, in linear light. The clipped core is white whatever the light's
-    colour; the unclipped shoulder still shows it, mixed with what is behind. Clamped to
-    0.5–1.8 of the mean (a noisy shoulder must not make a light garish): on the light spots
-    of Cycles renders this halves the error of assuming white (median max |log| 0.71 → 0.46)."""
-    linear = srgb_to_linear(encoded01[..., :3])
-    channels = []
-    for c in range(linear.shape[-1]):
-        with np.errstate(invalid="ignore"):
-            shoulder = ndimage.mean(linear[..., c], labels=shoulder_ring, index=index)
-            surround = ndimage.mean(linear[..., c], labels=surround_ring, index=index)
-        channels.append(np.nan_to_num(np.asarray(shoulder) - np.asarray(surround), nan=0.0))
-    glow = np.maximum(np.stack(channels, axis=-1), 1e-6)
+    over the surround, in linear light (count×3 means of each ring). The clipped core is
+    white whatever the light's colour; the unclipped shoulder still shows it, mixed with
+    what is behind. Clamped to 0.5–1.8 of the mean (a noisy shoulder must not make a light
+    garish): on the light spots of Cycles renders this halves the error of assuming white
+    (median max |log| 0.71 → 0.46)."""
+    glow = np.maximum(np.nan_to_num(shoulder_linear - surround_linear, nan=0.0), 1e-6)
     colour = np.clip(glow / glow.mean(axis=-1, keepdims=True), 0.5, 1.8)
     return (colour / colour.mean(axis=-1, keepdims=True)).astype(np.float32)
 
@@ -183,11 +226,12 @@ def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
     """Per-pixel, per-channel gain for clipped small lights (H×W×3), 1 elsewhere, at most
     `gain` on average over a light. `encoded01` are the photo's code values scaled to
     [0, 1], H×W×C."""
-    shape = encoded01.shape[:2] + (3,)
+    out = np.ones(encoded01.shape[:2] + (3,), np.float32)
     spots = clipped_spots(encoded01) if gain > 1.0 else None
-    if spots is None:
-        return np.ones(shape, np.float32)
-    return 1.0 + _boost(spots, gain)
+    if spots is not None:
+        for box, boost in _light_boosts(spots, gain):
+            out[box] += boost
+    return out
 
 
 #: Within a light, the boost grows with the distance from the spot's edge to this power:
@@ -196,26 +240,27 @@ def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
 CORE_CONCENTRATION = 4.0
 
 
-def _boost(spots: ClippedSpots, gain: float) -> np.ndarray:
-    """gain − 1 per pixel and channel (H×W×3): the light's expected energy, coloured by its
-    shoulder, concentrated toward its middle; 0 outside lights."""
+def _light_boosts(spots: ClippedSpots, gain: float):
+    """For each light, its box and gain − 1 per pixel and channel over the box (0 off the
+    light): the light's expected energy, coloured by its shoulder, concentrated toward its
+    middle."""
     energy = np.minimum(light_energy(spots.area), gain)
     per_spot = (energy - 1.0) * light_likelihood(spots)
     lights = per_spot > 0
-    h, w = spots.labels.shape
     if not lights.any():
-        return np.zeros((h, w, 3), np.float32)
-    per_label = np.concatenate([[0.0], per_spot]).astype(np.float32)
-    boost = per_label[spots.labels]
-    if CORE_CONCENTRATION > 0:
-        inside = boost > 0
-        depth = ndimage.distance_transform_edt(inside).astype(np.float32) ** CORE_CONCENTRATION
-        index = np.arange(1, spots.count + 1)
-        mean_depth = np.asarray(ndimage.mean(depth, labels=spots.labels, index=index))
-        mean_depth = np.concatenate([[1.0], np.maximum(mean_depth, 1e-6)]).astype(np.float32)
-        boost *= np.where(inside, depth / mean_depth[spots.labels], 0.0)
-    colour = np.concatenate([np.ones((1, 3), np.float32), _pooled_colour(spots, lights)])
-    return boost[..., None] * colour[spots.labels]
+        return
+    colour = _pooled_colour(spots, lights)
+    for k in np.flatnonzero(lights):
+        # One pixel of margin, so the distance transform sees the spot's edge.
+        grown, box = _grown(spots.boxes[k], 1, spots.labels.shape)
+        inside = spots.labels[grown] == k + 1
+        weight = inside.astype(np.float32)
+        if CORE_CONCENTRATION > 0:
+            depth = ndimage.distance_transform_edt(inside).astype(np.float32)
+            depth **= CORE_CONCENTRATION
+            weight = np.where(inside, depth / max(float(depth[inside].mean()), 1e-6), 0.0)
+        boost = (np.float32(per_spot[k]) * weight[box])[..., None] * colour[k]
+        yield spots.boxes[k], boost.astype(np.float32)
 
 
 #: How far each light's colour is drawn toward the colour the photo's lights share (in log
@@ -244,28 +289,24 @@ def _one_depth_per_light(coc_px: np.ndarray, spots: ClippedSpots) -> np.ndarray:
     map gives those pixels the depth of what is behind: rendered with the background's blur,
     a light nearly in focus in front of a blurred wall became a large dim disc.
     """
-    lights = np.flatnonzero(light_likelihood(spots) > 0) + 1
+    lights = np.flatnonzero(light_likelihood(spots) > 0)
     if lights.size == 0:
         return coc_px
-    is_light = np.isin(spots.labels, lights)
-    core = ndimage.binary_erosion(is_light)
-    labels = np.where(core, spots.labels, 0)
-    has_core = np.isin(lights, np.unique(labels))
-    # Spots too thin to have an inner part take their median over all their pixels.
-    labels = np.where(np.isin(spots.labels, lights[~has_core]), spots.labels, labels)
-    depth = np.asarray(ndimage.median(coc_px, labels=labels, index=lights), np.float32)
-    per_label = np.zeros(spots.count + 1, np.float32)
-    per_label[lights] = depth
     out = coc_px.copy()
-    out[is_light] = per_label[spots.labels[is_light]]
+    for k in lights:
+        grown, box = _grown(spots.boxes[k], 1, spots.labels.shape)
+        inside = spots.labels[grown] == k + 1
+        core = ndimage.binary_erosion(inside)
+        # Spots too thin to have an inner part take their median over all their pixels.
+        source = core if core.any() else inside
+        out[grown][inside] = np.median(coc_px[grown][source])
     return out
 
 
-def _blurred_boost(spots: ClippedSpots, coc_px: np.ndarray, gain: float) -> np.ndarray:
-    """`_boost`, only where the light will be blurred (none below 0.5 px, full from 1.5 px)."""
-    boost = _boost(spots, gain)
-    boost *= np.clip(np.abs(coc_px) - 0.5, 0.0, 1.0)[..., None]
-    return boost
+def _blur_weight(coc_px: np.ndarray) -> np.ndarray:
+    """Where a boost applies: where the light will be blurred (none below 0.5 px, full from
+    1.5 px), as a weight to multiply an H×W×3 boost by."""
+    return np.clip(np.abs(coc_px) - 0.5, 0.0, 1.0)[..., None]
 
 
 def recover_highlights(
@@ -281,12 +322,13 @@ def recover_highlights(
     if spots is None:
         return linear_rgb, coc_px
     coc_px = _one_depth_per_light(coc_px, spots)
-    boost = _blurred_boost(spots, coc_px, gain)
-    if not boost.any():
-        return linear_rgb, coc_px
-    out = linear_rgb.copy()
-    out *= 1.0 + boost
-    return out, coc_px
+    out = None
+    for box, boost in _light_boosts(spots, gain):
+        boost *= _blur_weight(coc_px[box])
+        if boost.any():
+            out = linear_rgb.copy() if out is None else out
+            out[box] *= 1.0 + boost
+    return (linear_rgb if out is None else out), coc_px
 
 
 def separate_lights(
@@ -304,23 +346,16 @@ def separate_lights(
     if spots is None:
         return linear_rgb, coc_px, Lights()
     coc_px = _one_depth_per_light(coc_px, spots)
-    boost = _blurred_boost(spots, coc_px, gain)
-    if not boost.any():
-        return linear_rgb, coc_px, Lights()
-    excess = linear_rgb[..., :3] * boost
     lights = []
-    for label, box in enumerate(ndimage.find_objects(spots.labels), start=1):
-        if box is None:
-            continue
-        inside = (spots.labels[box] == label)[..., None]
-        patch = np.where(inside, excess[box], 0.0).astype(np.float32)
+    for box, boost in _light_boosts(spots, gain):
+        patch = (linear_rgb[box][..., :3] * boost * _blur_weight(coc_px[box])).astype(np.float32)
         weight = patch.sum(axis=-1)
         total = float(weight.sum())
         if total <= 0.0:
             continue
         yy, xx = np.mgrid[box[0], box[1]]
         centre = (float((yy * weight).sum() / total), float((xx * weight).sum() / total))
-        light_coc = float(np.median(coc_px[box][inside[..., 0]]))
+        light_coc = float(np.median(coc_px[box][boost[..., 0] > 0]))
         lights.append(Light(patch, box[0].start, box[1].start, centre, light_coc))
     lights.sort(key=lambda light: light.energy, reverse=True)
     out = linear_rgb
