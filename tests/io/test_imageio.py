@@ -514,3 +514,33 @@ def test_load_peak_memory_stays_near_output(tmp_path: Path) -> None:
     kept = img.linear_rgb.nbytes + img.encoded.nbytes
     # no full-size float64 (would be 36 MB here); temporaries bounded by the row blocks
     assert peak - kept < 0.6 * img.linear_rgb.nbytes
+
+
+@pytest.mark.parametrize("maxval", [255, 1023, 65535])
+@pytest.mark.parametrize("curve", ["sRGB", "gamma 2.2", "linear"])
+def test_encode_is_the_exact_nearest_code_whatever_the_search(curve, maxval):
+    """`Transfer.encode` takes a bucketed shortcut for float32 input; it must give exactly
+    the binary search's codes, at and beside every threshold and at the odd values."""
+    transfer = {
+        "sRGB": colour.SRGB,
+        "linear": colour.LINEAR,
+        "gamma 2.2": colour.Transfer((colour.ParametricCurve(0, (2.2,)),)),
+    }[curve]
+    thr, codes = colour._encoder(transfer.curve(0), maxval)
+    rng = np.random.default_rng(maxval)
+    odd = [np.inf, -np.inf, 0.0, -0.0, 1.0, 3e38, 1e-45, -1e-45, -2.0]
+    y = np.concatenate(
+        [
+            rng.uniform(-0.2, 1.3, 200_000),
+            rng.uniform(0.0, 0.003, 100_000),
+            thr,
+            np.nextafter(thr, np.float32(-1)),
+            np.nextafter(thr, np.float32(2)),
+            odd,
+        ]
+    ).astype(np.float32)
+    expected = np.searchsorted(thr, y, side="right")
+    expected = expected if codes is None else codes[expected]
+    got = transfer.encode(y, 0, maxval)
+    assert np.array_equal(got, expected)
+    assert got.min() == 0 and got.max() == maxval

@@ -70,7 +70,7 @@ class Lights:
     def __iter__(self):
         return iter(self.items)
 
-    def scaled(self, factor: int) -> "Lights":
+    def scaled(self, factor: int) -> Lights:
         """The same lights in an image enlarged `factor` times (each pixel repeated, like
         the enlarged photo: a light keeps its brightness and covers factor² more pixels)."""
         if factor == 1:
@@ -92,7 +92,10 @@ class Lights:
 
 
 def visibility(
-    coc: np.ndarray, centre_yx: tuple[float, float], light_coc: float, box: tuple[int, int, int, int]
+    coc: np.ndarray,
+    centre_yx: tuple[float, float],
+    light_coc: float,
+    box: tuple[int, int, int, int],
 ) -> np.ndarray:
     """Share of the light at `centre_yx` (blur `light_coc`) that reaches each pixel of `box`
     (y0, y1, x0, x1, inside the image): 1 unless something nearer stands in its way."""
