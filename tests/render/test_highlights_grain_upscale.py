@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from bokehkit.render.grain import add_grain, estimate_noise
 from scipy import ndimage
 
+from bokehkit.render.grain import add_grain, estimate_noise
 from bokehkit.render.highlights import _large_areas, light_gain, recover_highlights
 from bokehkit.sr.lanczos import upscale_linear
 
