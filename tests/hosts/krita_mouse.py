@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+import traceback
 
 from guikit import centre, click, engines_left, wait_for_display, xdo
 from guikit import screenshot as grab
@@ -126,6 +127,10 @@ def main():
     krita = start_krita()
     try:
         session(krita)
+    except Exception:
+        # Said in the report: the tests read it, and a bare traceback went unseen.
+        report["error"] = traceback.format_exc()
+        raise
     finally:
         krita.kill()
         krita.wait()
@@ -149,6 +154,24 @@ def write_report():
         json.dump(report, f, indent=1)
 
 
+def largest_krita_window(timeout=60.0):
+    """The id of Krita's largest visible window: waited for, since on a loaded machine the
+    docker can log "ready" before the window manager lists the window."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sizes = []
+        for wid in xdo("search", "--onlyvisible", "--class", "krita").split():
+            m = re.search(r"Geometry: (\d+)x(\d+)", xdo("getwindowgeometry", wid))
+            if m:
+                sizes.append((int(m.group(1)) * int(m.group(2)), wid))
+        if sizes or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    if not sizes:
+        raise RuntimeError("no visible Krita window to resize")
+    return max(sizes)[1]
+
+
 def session(krita):
     ready = geometry(tag="ready", timeout=180)
     if ready is None:
@@ -157,14 +180,7 @@ def session(krita):
     note("ready", geometry=ready)
     # A laptop screen: the window as large as the screen, no larger (a window manager would
     # maximise it); Krita keeps its minimum size if it cannot shrink that far.
-    windows = xdo("search", "--onlyvisible", "--class", "krita").split()
-    sizes = []
-    for wid in windows:
-        out = xdo("getwindowgeometry", wid)
-        m = re.search(r"Geometry: (\d+)x(\d+)", out)
-        if m:
-            sizes.append((int(m.group(1)) * int(m.group(2)), wid))
-    main_window = max(sizes)[1]
+    main_window = largest_krita_window()
     report["main_window"] = main_window
     xdo("windowmove", main_window, 0, 0)
     xdo("windowsize", main_window, *SCREEN)

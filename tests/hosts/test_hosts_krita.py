@@ -332,6 +332,7 @@ def krita_mouse(krita, tmp_path_factory):
     log = (out / "krita.log").read_text(errors="replace") if (out / "krita.log").exists() else ""
     assert (out / "report.json").exists(), f"{p.stdout[-3000:]}\n{p.stderr[-2000:]}\n{log[-3000:]}"
     r = json.loads((out / "report.json").read_text())
+    assert "error" not in r, f"the mouse session stopped: {r['error']}\n{log[-2000:]}"
     if krita.version.startswith("6"):  # the README shows Krita 6
         for shot, name in README_SHOTS.items():
             if (out / shot).exists():
