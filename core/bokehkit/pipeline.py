@@ -328,9 +328,7 @@ def render_image(
     lights = None
     if renderer.recovers_highlights and image.encoding.dtype != "float32":
         if renderer.draws_lights:
-            linear, coc, lights = separate_lights(
-                linear, encoded01, coc, settings.highlight_gain
-            )
+            linear, coc, lights = separate_lights(linear, encoded01, coc, settings.highlight_gain)
         else:
             linear, coc = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
     grain = settings.grain if renderer.adds_grain else 0.0

@@ -148,6 +148,14 @@ def _grown(box: tuple, px: int, shape: tuple) -> tuple[tuple, tuple]:
     return grown, inner
 
 
+def _spot_with_margin(spots: ClippedSpots, k: int) -> tuple[tuple, tuple, np.ndarray]:
+    """Spot k (0-based) in its box grown by one pixel (so an erosion or a distance transform
+    sees the spot's edge): the grown box, where the spot's own box lies in it, and the spot's
+    pixels in the grown box."""
+    grown, box = _grown(spots.boxes[k], 1, spots.labels.shape)
+    return grown, box, spots.labels[grown] == k + 1
+
+
 def _ring(labels: np.ndarray, inner_px: int, outer_px: int) -> np.ndarray:
     """Each spot's label on the pixels `inner_px` + 1 to `outer_px` (square distance) from
     it and on no spot."""
@@ -251,9 +259,7 @@ def _light_boosts(spots: ClippedSpots, gain: float):
         return
     colour = _pooled_colour(spots, lights)
     for k in np.flatnonzero(lights):
-        # One pixel of margin, so the distance transform sees the spot's edge.
-        grown, box = _grown(spots.boxes[k], 1, spots.labels.shape)
-        inside = spots.labels[grown] == k + 1
+        grown, box, inside = _spot_with_margin(spots, k)
         weight = inside.astype(np.float32)
         if CORE_CONCENTRATION > 0:
             depth = ndimage.distance_transform_edt(inside).astype(np.float32)
@@ -294,8 +300,7 @@ def _one_depth_per_light(coc_px: np.ndarray, spots: ClippedSpots) -> np.ndarray:
         return coc_px
     out = coc_px.copy()
     for k in lights:
-        grown, box = _grown(spots.boxes[k], 1, spots.labels.shape)
-        inside = spots.labels[grown] == k + 1
+        grown, _, inside = _spot_with_margin(spots, k)
         core = ndimage.binary_erosion(inside)
         # Spots too thin to have an inner part take their median over all their pixels.
         source = core if core.any() else inside

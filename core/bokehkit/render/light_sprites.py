@@ -96,13 +96,16 @@ def visibility(
     centre_yx: tuple[float, float],
     light_coc: float,
     box: tuple[int, int, int, int],
+    nearest: float | None = None,
 ) -> np.ndarray:
     """Share of the light at `centre_yx` (blur `light_coc`) that reaches each pixel of `box`
-    (y0, y1, x0, x1, inside the image): 1 unless something nearer stands in its way."""
+    (y0, y1, x0, x1, inside the image): 1 unless something nearer stands in its way.
+    `nearest`: `coc`'s largest value, when the caller has it (a pass over the whole image
+    a light)."""
     y0, y1, x0, x1 = box
     s_light = float(light_coc)
     # The nearest blur the ray could meet on its way (it only gets nearer: s grows).
-    s_near = float(coc.max(initial=s_light))
+    s_near = max(float(coc.max()) if nearest is None else nearest, s_light)
     if s_near <= s_light or abs(s_light) < 0.5:
         return np.ones((y1 - y0, x1 - x0), np.float32)
     step = max(1.0, (s_near - s_light) / MAX_RAY_STEPS)
@@ -174,6 +177,7 @@ def draw_lights(out: np.ndarray, coc: np.ndarray, lights: Lights, aperture: Aper
     radii of `out`'s pixels)."""
     h, w = coc.shape
     half_diag = 0.5 * math.hypot(w, h)
+    nearest = float(coc.max())
     for light in lights:
         cy, cx = light.centre_yx
         kernel = aperture.kernel(
@@ -189,5 +193,5 @@ def draw_lights(out: np.ndarray, coc: np.ndarray, lights: Lights, aperture: Aper
             continue
         sprite = _full_convolution(light.patch, kernel)
         sprite = sprite[box[0] - top : box[1] - top, box[2] - left : box[3] - left]
-        seen = visibility(coc, light.centre_yx, light.coc, box)
+        seen = visibility(coc, light.centre_yx, light.coc, box, nearest)
         out[box[0] : box[1], box[2] : box[3]] += np.maximum(sprite, 0.0) * seen[..., None]
