@@ -319,6 +319,8 @@ def render_image(
     renderer = get_renderer(settings.engine, **settings.engine_options)
     plan = plan_blur(image, settings, progress, report, orientation, renderer)
     mask, depth, focus, coc = plan.mask, plan.depth, plan.focus, plan.coc
+    depth_coc = plan.depth_coc
+    del plan
     progress.update(0.05, "preparing")
 
     # Highlight recovery and grain, where the renderer takes them (a learned renderer
@@ -328,9 +330,14 @@ def render_image(
     lights = None
     if renderer.recovers_highlights and image.encoding.dtype != "float32":
         if renderer.draws_lights:
-            linear, coc, lights = separate_lights(linear, encoded01, coc, settings.highlight_gain)
+            linear, coc, lights = separate_lights(
+                linear, encoded01, coc, settings.highlight_gain, depth_coc_px=depth_coc
+            )
         else:
-            linear, coc = recover_highlights(linear, encoded01, coc, settings.highlight_gain)
+            linear, coc = recover_highlights(
+                linear, encoded01, coc, settings.highlight_gain, depth_coc_px=depth_coc
+            )
+    del depth_coc
     grain = settings.grain if renderer.adds_grain else 0.0
     step = 1.0 / _full_scale(image.encoded.dtype) if image.encoded.dtype.kind in "ui" else 0.0
     sigma = estimate_noise(encoded01, step) if grain > 0 else np.zeros(3, np.float32)
@@ -383,6 +390,9 @@ class BlurPlan:
     depth: depth_mod.DepthMap
     focus: focus_mod.Focus
     coc: np.ndarray  # signed blur radius in source pixels, positive in front
+    #: The same before depth-edge snapping moved pixels by their colour (`coc` itself where
+    #: nothing was snapped): clipped lights have lost the colour snapping goes by.
+    depth_coc: np.ndarray
 
 
 def plan_blur(
@@ -452,16 +462,24 @@ def plan_blur(
     lens = Lens(settings.f_number, focal_mm, settings.sensor_width_mm)
     coc = _signed_coc(depth, focus, band, lens, settings, width, report)
     report.focal_length = f"{focal_mm:g} mm ({focal_from}), f/{settings.f_number:g}"
+    depth_coc = coc
     if renderer.snaps_depth_edges:  # not for a renderer trained on the depth as it is
         coc = snap_depth_edges(image.linear_rgb, coc)
-    if mask is not None:
-        coc *= 1.0 - mask  # painted pixels stay sharp
     max_coc = MAX_COC_FRACTION * max(width, height)
     if np.abs(coc).max(initial=0.0) > max_coc:
         limit = max_coc * settings.sr_factor
         report.notes.append(f"note: blur limited to a radius of {limit:.0f} px")
-        np.clip(coc, -max_coc, max_coc, out=coc)
-    return BlurPlan(mask, depth, focus, coc)
+    _keep_painted_sharp_and_limit(coc, mask, max_coc)
+    if depth_coc is not coc:
+        _keep_painted_sharp_and_limit(depth_coc, mask, max_coc)
+    return BlurPlan(mask, depth, focus, coc, depth_coc)
+
+
+def _keep_painted_sharp_and_limit(coc: np.ndarray, mask, max_coc: float) -> None:
+    """In place: no blur where the focus mask is painted, none past `max_coc`."""
+    if mask is not None:
+        coc *= 1.0 - mask
+    np.clip(coc, -max_coc, max_coc, out=coc)
 
 
 def render_depth_view(

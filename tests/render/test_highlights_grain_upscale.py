@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from bokehkit.io.colour import srgb_to_linear
+from bokehkit.render.depth_edges import snap_depth_edges
 from bokehkit.render.grain import add_grain, estimate_noise
-from bokehkit.render.highlights import _large_areas, light_gain, recover_highlights
+from bokehkit.render.highlights import (
+    _large_areas,
+    light_gain,
+    recover_highlights,
+    separate_lights,
+)
 from bokehkit.sr.lanczos import upscale_linear
 
 
@@ -82,6 +89,44 @@ def test_a_light_is_blurred_as_its_core_not_as_the_wall_behind_its_glow():
     _, new_coc = recover_highlights(img, img, coc, 40.0)
     assert np.all(new_coc[spot] == -3.0)
     assert np.array_equal(new_coc[~spot], coc[~spot])
+
+
+def test_a_small_lamp_in_its_glow_is_blurred_as_the_lamp_not_the_twig_or_the_wall():
+    """A lamp of 2 pixel centres glows over 29 clipped pixels of a far wall, and a twig in
+    front crosses the glow: most of the spot's inner pixels are wall or twig (their median
+    is the wall's). The lamp is the surface that lies wholly inside the glow; the twig and
+    the wall run on past it."""
+    img = np.full((60, 60, 3), 0.2, np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    spot = (yy - 30) ** 2 + (xx - 30) ** 2 <= 9
+    img[spot] = 1.0
+    coc = np.full((60, 60), -14.0, np.float32)  # the wall
+    coc[28:30, :] = 6.0  # the twig, in front
+    coc[31, 30:32] = -3.0  # the lamp
+    _, new_coc = recover_highlights(img, img, coc, 40.0)
+    assert np.all(new_coc[spot] == -3.0)
+    assert np.array_equal(new_coc[~spot], coc[~spot])
+
+
+def test_a_lamp_beside_a_pale_twig_keeps_its_depth_when_the_edges_are_snapped():
+    """Depth-edge snapping gives the clipped (white) lamp to the pale twig beside it, whose
+    colour is nearer white than the dark wall's. The light takes its depth from the map
+    before snapping, where the lamp is a surface of its own inside the glow."""
+    enc = np.full((60, 60, 3), 0.15, np.float32)  # a dark wall
+    yy, xx = np.mgrid[:60, :60]
+    spot = (yy - 30) ** 2 + (xx - 30) ** 2 <= 9
+    enc[25:27, :] = 0.85  # a pale twig just above the glow
+    enc[spot] = 1.0
+    coc = np.full((60, 60), -14.0, np.float32)
+    coc[25:27, :] = 8.0
+    coc[29:31, 29:31] = -3.0  # the lamp: 4 pixel centres of the 29 its glow clips
+    linear = srgb_to_linear(enc)
+    snapped = snap_depth_edges(linear, coc)
+    assert np.all(snapped[29:31, 29:31] == 8.0)  # snapping alone puts the lamp on the twig
+    _, out_coc, lights = separate_lights(linear, enc, snapped, 40.0, depth_coc_px=coc)
+    assert [light.coc for light in lights] == [-3.0]
+    assert np.all(out_coc[spot] == -3.0)
+    assert np.array_equal(out_coc[~spot], snapped[~spot])
 
 
 def test_noise_estimate_and_grain_put_back():

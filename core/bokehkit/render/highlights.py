@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io.colour import srgb_to_linear
+from .depth_edges import JUMP_FRACTION, JUMP_PX
 from .light_sprites import MAX_SPRITES, Light, Lights
 
 #: The largest factor a clipped light is brightened by (the user's cap; 1 = off).
@@ -288,24 +289,54 @@ def _pooled_colour(spots: ClippedSpots, lights: np.ndarray) -> np.ndarray:
     return (pooled / pooled.mean(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _one_depth_per_light(coc_px: np.ndarray, spots: ClippedSpots) -> np.ndarray:
-    """The blur radius of each light's core pixels, given to the whole clipped spot.
+def _one_depth_per_light(
+    coc_px: np.ndarray, spots: ClippedSpots, depth_coc_px: np.ndarray | None = None
+) -> np.ndarray:
+    """One blur radius for each light's whole clipped spot: its lamp's.
 
     A light clips beyond its own outline (the lens and the pixels spread it), and the depth
     map gives those pixels the depth of what is behind: rendered with the background's blur,
-    a light nearly in focus in front of a blurred wall became a large dim disc.
+    a light nearly in focus in front of a blurred wall became a large dim disc. A lamp is
+    inside its own glow: where the depth map holds a surface that lies wholly inside the
+    spot, that is the lamp (a twig in front of a light, a wall behind it run on past the
+    glow). It is looked for in `depth_coc_px`, the radii before depth-edge snapping (default
+    `coc_px`): snapping decides by colour, and clipping makes a light white whatever it is,
+    so a small lamp beside a pale twig went to the twig. Where the map shows no lamp (a
+    soft or coarse map), the spot takes the median radius of its inner pixels in `coc_px`.
     """
     lights = np.flatnonzero(light_likelihood(spots) > 0)
     if lights.size == 0:
         return coc_px
+    depth_coc_px = coc_px if depth_coc_px is None else depth_coc_px
     out = coc_px.copy()
     for k in lights:
         grown, _, inside = _spot_with_margin(spots, k)
-        core = ndimage.binary_erosion(inside)
-        # Spots too thin to have an inner part take their median over all their pixels.
-        source = core if core.any() else inside
-        out[grown][inside] = np.median(coc_px[grown][source])
+        lamp = _lamp_inside_glow(depth_coc_px[grown], inside)
+        if lamp is None:
+            core = ndimage.binary_erosion(inside)
+            # Spots too thin to have an inner part take their median over all their pixels.
+            lamp = np.median(coc_px[grown][core if core.any() else inside])
+        out[grown][inside] = lamp
     return out
+
+
+def _lamp_inside_glow(coc: np.ndarray, inside: np.ndarray) -> float | None:
+    """The blur radius of the nearest surface of the depth map that the spot's pixels show
+    and that lies wholly inside the spot; None if there is none. A surface is the connected
+    pixels within half a depth jump (as `depth_edges` counts one) of one radius. `coc` and
+    `inside` cover the spot's box grown by a pixel."""
+    tried = []
+    for level in np.unique(coc[inside])[::-1]:  # nearest first
+        half_jump = 0.5 * max(JUMP_PX, JUMP_FRACTION * abs(float(level)))
+        if any(abs(level - t) <= half_jump for t in tried):
+            continue
+        tried.append(level)
+        same = np.abs(coc - level) <= half_jump
+        parts, _ = ndimage.label(same, structure=np.ones((3, 3), bool))
+        surface = np.isin(parts, np.unique(parts[same & inside]))
+        if not (surface & ~inside).any():
+            return float(coc[surface].max())
+    return None
 
 
 def _blur_weight(coc_px: np.ndarray) -> np.ndarray:
@@ -319,14 +350,16 @@ def recover_highlights(
     encoded01: np.ndarray,
     coc_px: np.ndarray,
     gain: float = DEFAULT_GAIN,
+    depth_coc_px: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scale small clipped lights by their estimated energy (at most `gain`) where they are
-    out of focus (|CoC| ≥ 1.5 px), and give each light one blur radius, its core's.
+    out of focus (|CoC| ≥ 1.5 px), and give each light one blur radius, its lamp's, read
+    from `depth_coc_px` (the radii before depth-edge snapping; default `coc_px`).
     Returns (linear RGB, CoC), new arrays where changed; in-focus pixels are untouched."""
     spots = clipped_spots(encoded01) if gain > 1.0 else None
     if spots is None:
         return linear_rgb, coc_px
-    coc_px = _one_depth_per_light(coc_px, spots)
+    coc_px = _one_depth_per_light(coc_px, spots, depth_coc_px)
     out = None
     for box, boost in _light_boosts(spots, gain):
         boost *= _blur_weight(coc_px[box])
@@ -342,6 +375,7 @@ def separate_lights(
     coc_px: np.ndarray,
     gain: float = DEFAULT_GAIN,
     max_sprites: int = MAX_SPRITES,
+    depth_coc_px: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Lights]:
     """Like `recover_highlights`, but the energy given back to the (at most `max_sprites`)
     strongest lights is returned apart, as sprites to draw after the layers
@@ -350,7 +384,7 @@ def separate_lights(
     spots = clipped_spots(encoded01) if gain > 1.0 else None
     if spots is None:
         return linear_rgb, coc_px, Lights()
-    coc_px = _one_depth_per_light(coc_px, spots)
+    coc_px = _one_depth_per_light(coc_px, spots, depth_coc_px)
     lights = []
     for box, boost in _light_boosts(spots, gain):
         patch = (linear_rgb[box][..., :3] * boost * _blur_weight(coc_px[box])).astype(np.float32)
