@@ -108,6 +108,21 @@ def test_a_small_lamp_in_its_glow_is_blurred_as_the_lamp_not_the_twig_or_the_wal
     assert np.array_equal(new_coc[~spot], coc[~spot])
 
 
+def test_a_soft_depth_map_shows_no_lamp_and_the_spot_takes_its_median():
+    """A network's soft map smears a near post across the glow of a light behind it: its
+    steep slope cuts one-pixel patches a jump apart out of the spot, which are not lamps.
+    The spot takes the median of its inner pixels, as without the lamp search."""
+    img = np.full((60, 60, 3), 0.2, np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    spot = (yy - 30) ** 2 + (xx - 30) ** 2 <= 9
+    img[spot] = 1.0
+    sharp = np.where(xx + 0.6 * yy < 48, -18.0, 6.0).astype(np.float32)  # post edge, wall
+    soft = ndimage.gaussian_filter(sharp, 1.5)
+    _, new_coc = recover_highlights(img, img, soft, 40.0)
+    inner = ndimage.binary_erosion(spot)
+    assert np.all(new_coc[spot] == np.median(soft[inner]))
+
+
 def test_a_lamp_beside_a_pale_twig_keeps_its_depth_when_the_edges_are_snapped():
     """Depth-edge snapping gives the clipped (white) lamp to the pale twig beside it, whose
     colour is nearer white than the dark wall's. The light takes its depth from the map

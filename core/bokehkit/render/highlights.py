@@ -334,8 +334,16 @@ def _lamp_inside_glow(coc: np.ndarray, inside: np.ndarray) -> float | None:
         same = np.abs(coc - level) <= half_jump
         parts, _ = ndimage.label(same, structure=np.ones((3, 3), bool))
         surface = np.isin(parts, np.unique(parts[same & inside]))
-        if not (surface & ~inside).any():
-            return float(coc[surface].max())
+        if (surface & ~inside).any():
+            continue
+        # A lamp is a small object of its own: more than one pixel centre of nearly one
+        # depth, a whole jump from everything around it. (A soft map's steep slopes also cut
+        # patches, mostly single pixels, out of a spot.)
+        values = coc[surface]
+        around = ndimage.binary_dilation(surface, np.ones((3, 3), bool)) & ~surface
+        flat = values.size > 1 and float(values.max() - values.min()) <= 0.5 * half_jump
+        if flat and np.all(np.abs(coc[around] - level) >= 2 * half_jump):
+            return float(values.max())
     return None
 
 
