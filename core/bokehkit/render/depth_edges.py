@@ -31,6 +31,12 @@ MIN_COLOUR_SEPARATION = 0.02
 DECISION_MARGIN = 0.15
 
 
+def depth_jump(coc_px):
+    """The least difference in blur radius (px) between two surfaces at `coc_px` that counts
+    as a depth jump."""
+    return np.maximum(JUMP_PX, JUMP_FRACTION * np.abs(coc_px))
+
+
 def snap_depth_edges(
     linear_rgb: np.ndarray, coc_px: np.ndarray, radius_px: int = WINDOW_RADIUS_PX
 ) -> np.ndarray:
@@ -41,7 +47,7 @@ def snap_depth_edges(
     near = ndimage.maximum_filter(coc_px, size=size, mode="nearest")
     far = ndimage.minimum_filter(coc_px, size=size, mode="nearest")
     spread = near - far
-    jump = np.maximum(JUMP_PX, JUMP_FRACTION * np.maximum(np.abs(near), np.abs(far)))
+    jump = depth_jump(np.maximum(np.abs(near), np.abs(far)))
     ys, xs = np.nonzero(spread > jump)
     if ys.size == 0:
         return coc_px

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io.colour import srgb_to_linear
-from .depth_edges import JUMP_FRACTION, JUMP_PX
+from .depth_edges import depth_jump
 from .light_sprites import MAX_SPRITES, Light, Lights
 
 #: The largest factor a clipped light is brightened by (the user's cap; 1 = off).
@@ -323,11 +323,11 @@ def _one_depth_per_light(
 def _lamp_inside_glow(coc: np.ndarray, inside: np.ndarray) -> float | None:
     """The blur radius of the nearest surface of the depth map that the spot's pixels show
     and that lies wholly inside the spot; None if there is none. A surface is the connected
-    pixels within half a depth jump (as `depth_edges` counts one) of one radius. `coc` and
+    pixels within half a depth jump (`depth_edges.depth_jump`) of one radius. `coc` and
     `inside` cover the spot's box grown by a pixel."""
     tried = []
     for level in np.unique(coc[inside])[::-1]:  # nearest first
-        half_jump = 0.5 * max(JUMP_PX, JUMP_FRACTION * abs(float(level)))
+        half_jump = 0.5 * float(depth_jump(level))
         if any(abs(level - t) <= half_jump for t in tried):
             continue
         tried.append(level)
