@@ -331,12 +331,14 @@ def render_image(
     if renderer.recovers_highlights and image.encoding.dtype != "float32":
         if renderer.draws_lights:
             linear, coc, lights = separate_lights(
-                linear, encoded01, coc, settings.highlight_gain, depth_coc_px=depth_coc
-            )
+                linear, encoded01, coc, settings.highlight_gain,
+                depth_coc_px=depth_coc, disparity=depth.inverse_depth,
+            )  # fmt: skip
         else:
             linear, coc = recover_highlights(
-                linear, encoded01, coc, settings.highlight_gain, depth_coc_px=depth_coc
-            )
+                linear, encoded01, coc, settings.highlight_gain,
+                depth_coc_px=depth_coc, disparity=depth.inverse_depth,
+            )  # fmt: skip
     del depth_coc
     grain = settings.grain if renderer.adds_grain else 0.0
     step = 1.0 / _full_scale(image.encoded.dtype) if image.encoded.dtype.kind in "ui" else 0.0

@@ -9,7 +9,9 @@ from bokehkit.render.depth_edges import snap_depth_edges
 from bokehkit.render.grain import add_grain, estimate_noise
 from bokehkit.render.highlights import (
     _large_areas,
+    clipped_spots,
     light_gain,
+    light_likelihood,
     recover_highlights,
     separate_lights,
 )
@@ -142,6 +144,66 @@ def test_a_lamp_beside_a_pale_twig_keeps_its_depth_when_the_edges_are_snapped():
     assert [light.coc for light in lights] == [-3.0]
     assert np.all(out_coc[spot] == -3.0)
     assert np.array_equal(out_coc[~spot], snapped[~spot])
+
+
+def _lamps_and_a_printed_glint():
+    """A dark wall at 10 m with two lamps hanging 2.5 m in front of it, and a card at about
+    3 m, tilted, with a white glint printed on it (a 5×4 rectangle: as compact, white and
+    steep-shouldered as a lamp's glow). Returns the photo, its inverse depth, the glint's
+    pixels and the lamps'."""
+    img = np.full((90, 160, 3), 0.2, np.float32)
+    yy, xx = np.mgrid[:90, :160]
+    disparity = np.full((90, 160), 1 / 10, np.float32)
+    lamps = np.zeros((90, 160), bool)
+    for cy, cx in ((20, 20), (70, 30)):
+        glow = (yy - cy) ** 2 + (xx - cx) ** 2 <= 6
+        img[glow] = 1.0
+        lamps |= glow
+        disparity[(yy - cy) ** 2 + (xx - cx) ** 2 <= 2] = 1 / 7.5
+    card = (yy >= 10) & (yy < 80) & (xx >= 70) & (xx < 150)
+    disparity[card] = (1 / 3 + 0.0004 * (xx - 110) - 0.0003 * (yy - 45))[card]
+    img[card] = 0.25
+    glint = (yy >= 40) & (yy < 44) & (xx >= 100) & (xx < 105)
+    img[glint] = 1.0
+    return img, disparity, glint, lamps
+
+
+@pytest.mark.parametrize("map_kind", ["exact", "8-bit", "soft"])
+def test_a_glint_printed_on_a_card_is_not_a_light_where_the_map_shows_lamps(map_kind):
+    """Where the depth map shows the lamps as bumps in front of the wall, a clipped spot that
+    lies flat on the card's surface is printed there: no energy is given back to it. Also
+    with the map stored in 8 bits (whose steps cross the card), or blurred as a network's."""
+    img, disparity, glint, lamps = _lamps_and_a_printed_glint()
+    if map_kind == "8-bit":
+        lo, hi = disparity.min(), disparity.max()
+        disparity = lo + np.round((disparity - lo) / (hi - lo) * 255) / 255 * (hi - lo)
+    elif map_kind == "soft":
+        disparity = ndimage.gaussian_filter(disparity, 1.5)
+    spots = clipped_spots(img)
+    photometric = light_likelihood(spots)
+    with_depth = light_likelihood(spots, disparity)
+    glint_spot = spots.labels[glint][0] - 1
+    assert photometric[glint_spot] == 1.0  # by its pixels alone, a light
+    assert with_depth[glint_spot] == 0.0
+    lamp_spots = np.unique(spots.labels[lamps]) - 1
+    assert np.all(with_depth[lamp_spots] == photometric[lamp_spots]) and np.all(
+        photometric[lamp_spots] > 0
+    )
+    coc = np.full(disparity.shape, 8.0, np.float32)
+    out, _ = recover_highlights(img, img, coc, 40.0, disparity=disparity)
+    assert np.array_equal(out[glint], img[glint])
+    assert np.all(out[lamps] >= img[lamps]) and out[lamps].mean() > 5 * img[lamps].mean()
+
+
+def test_a_flat_spot_is_still_a_light_where_the_map_shows_no_lamp():
+    """A soft or estimated map smooths the lamps away; then a spot flat on a surface says
+    nothing, and the glint is taken by its pixels as before (so are lights of a night photo
+    whose map shows none of them)."""
+    img, disparity, glint, _ = _lamps_and_a_printed_glint()
+    smooth = np.where(disparity > 0.2, disparity, 1 / 10).astype(np.float32)  # no lamps
+    spots = clipped_spots(img)
+    glint_spot = spots.labels[glint][0] - 1
+    assert light_likelihood(spots, smooth)[glint_spot] == 1.0
 
 
 def test_noise_estimate_and_grain_put_back():

@@ -151,3 +151,43 @@ def test_a_lamp_behind_a_post_does_not_glow_through_it(tmp_path, factor):
     assert (lit[open_side] - unlit[open_side]).mean() > 40
     # ...and the post's middle, which the lamp's disc covers, is not brightened at all.
     assert np.abs(lit[post_middle] - unlit[post_middle]).max() <= 1
+
+
+def test_a_glint_printed_on_a_card_does_not_bloom_but_the_lamp_does(tmp_path):
+    """A photo as a user renders it with its depth map: a lamp hangs in front of a far wall
+    (the map shows it), and a photo card nearer by has a white glint printed on it, as
+    compact and white as the lamp. Only the lamp's disc gets the light given back."""
+    from PIL import Image
+
+    from bokehkit.pipeline import RenderSettings, render_file
+
+    h, w = 96, 160
+    img = np.full((h, w, 3), 40, np.uint8)
+    depth = np.full((h, w), 20.0, np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    img[(yy - 48) ** 2 + (xx - 40) ** 2 <= 4] = 255  # the lamp's glow
+    depth[(yy - 48) ** 2 + (xx - 40) ** 2 <= 1] = 12.0  # the lamp, 8 m before the wall
+    depth[16:80, 90:150] = 3.0  # the card
+    img[16:80, 90:150] = 70
+    img[46:50, 118:123] = 255  # the printed glint
+    Image.fromarray(img).save(tmp_path / "in.png")
+    np.save(tmp_path / "depth.npy", depth)
+
+    def render(highlights):
+        settings = RenderSettings(
+            depth_path=str(tmp_path / "depth.npy"),
+            depth_units="m",
+            depth_kind="depth",
+            focus_distance_m=2.0,
+            f_number=2.0,
+            focal_length_mm=200.0,
+            grain=0.0,
+            highlight_gain=highlights,
+        )
+        render_file(tmp_path / "in.png", tmp_path / f"out{highlights}.png", settings)
+        return np.asarray(Image.open(tmp_path / f"out{highlights}.png")).astype(int)
+
+    lit, unlit = render(40.0), render(1.0)
+    lamp_disc, glint_disc = np.s_[40:57, 32:49], np.s_[40:57, 112:129]
+    assert (lit[lamp_disc] - unlit[lamp_disc]).mean() > 40
+    assert np.abs(lit[glint_disc] - unlit[glint_disc]).max() <= 1

@@ -11,7 +11,10 @@ and not to a surface:
 * it is compact (a stripe of paint, the edge of a sheet of paper are long and thin);
 * its clipped core ends in a steep shoulder: one pixel outside it the photo is already far
   below white, where a bright surface stays bright;
-* it is small, and stands out from what is around it (a wall or a sky does not).
+* it is small, and stands out from what is around it (a wall or a sky does not);
+* it is an object of its own: where the depth map shows the photo's lamps as bumps in front
+  of what is behind them, a spot that lies flat on a surface running on past it is printed or
+  painted there (a white glint in a photo on a card, a star of a printed sky), not a lamp.
 
 How much light the core really had cannot be read from the clipped pixels; it grows with
 the clipped area (the brighter a light, the farther out its image still clips). The energy
@@ -214,16 +217,117 @@ def _ramp(x: np.ndarray, zero_at: float, one_at: float) -> np.ndarray:
     return np.clip((x - zero_at) / (one_at - zero_at), 0.0, 1.0).astype(np.float32)
 
 
-def light_likelihood(spots: ClippedSpots) -> np.ndarray:
+def light_likelihood(spots: ClippedSpots, disparity: np.ndarray | None = None) -> np.ndarray:
     """Per spot, how much it looks like a light (0–1): clipped in every channel, compact,
-    with a steep shoulder, big enough not to be a glint, standing out from around it."""
-    return (
+    with a steep shoulder, big enough not to be a glint, standing out from around it; and,
+    given the photo's `disparity` (inverse depth, H×W), not flat on a surface
+    (`_flat_on_a_surface`)."""
+    likelihood = (
         _ramp(spots.white_share, NOT_WHITE, WHITE_SHARE)
         * _ramp(spots.elongation, ELONGATED, COMPACT)
         * _ramp(spots.shoulder, SOFT_SHOULDER, STEEP_SHOULDER)
         * _ramp(spots.area, SPECK_AREA_PX, LIGHT_AREA_PX)
         * _ramp(1.0 - spots.surround, MIN_CONTRAST, FULL_CONTRAST)
     )
+    if disparity is not None:
+        likelihood[_flat_on_a_surface(spots, disparity, likelihood > 0)] = 0.0
+    return likelihood
+
+
+#: Depth relief of a spot and its ring, relative to the ring's inverse depth. A surface: the
+#: ring lies within RING_FLAT of a plane and the spot within FLAT (or within the map's own
+#: step, for a map stored in 8 bits). A lamp: the spot holds a pixel LAMP_RELIEF nearer
+#: than all of the ring, and 3 steps of the map. On Cycles renders (tuning scenes)
+#: lamps stand 0.02–5 in front of what is behind them, exactly and after blurring,
+#: quantising or shrinking the map, and printed stars and glints 0 (or one 8-bit step). A
+#: map whose steps are coarser than the nearest lamps' relief (MIN_LAMP_RELIEF) cannot tell
+#: them from prints and is not asked (an 8-bit map's steps are 3–4 % at a far wall).
+FLAT, RING_FLAT, LAMP_RELIEF, MIN_LAMP_RELIEF = 0.001, 0.012, 0.05, 0.02
+#: The ring the surface is fitted on: 2 to RELIEF_RING_PX pixels outside the spot.
+RELIEF_RING_PX = 5
+
+
+@dataclass
+class Relief:
+    """How spot k lies in the depth map, relative to the inverse depth at the spot of the
+    plane fitted to a ring around it."""
+
+    spot: float  # the spot's largest distance from the plane
+    ring: float  # the ring's largest distance from the plane
+    nearer: float  # how much nearer the spot's nearest pixel is than the ring's
+    step: float  # the map's step between stored values (0 for a float map)
+
+    def is_flat(self) -> bool:
+        """On a surface: the ring and the spot lie on the plane, up to the map's steps, and
+        those steps are fine enough to have shown a lamp just in front."""
+        return (
+            self.step <= MIN_LAMP_RELIEF
+            and self.ring <= max(RING_FLAT, self.step)
+            and self.spot <= max(FLAT, self.step)
+        )
+
+    def is_bump(self) -> bool:
+        """A small object of its own: the spot holds something well in front of all around
+        it (whatever edges cross the ring)."""
+        return self.nearer >= max(LAMP_RELIEF, 3.0 * self.step)
+
+
+def _relief(disparity: np.ndarray, spots: ClippedSpots, k: int, step: float) -> Relief | None:
+    """How spot k lies on the inverse depth around it, given the map's `step` (`_map_step`);
+    None where the fitted plane is at or behind infinity (a relative map's far end) or the
+    ring is too small to fit."""
+    grown, _ = _grown(spots.boxes[k], RELIEF_RING_PX + 1, spots.labels.shape)
+    inside = spots.labels[grown] == k + 1
+    ring = ndimage.binary_dilation(inside, iterations=RELIEF_RING_PX)
+    ring &= ~ndimage.binary_dilation(inside)
+    values = disparity[grown].astype(np.float64)
+    yy, xx = np.nonzero(ring)
+    if yy.size < 3:
+        return None
+    design = np.stack([np.ones(yy.size), yy, xx], axis=-1)
+    plane, *_ = np.linalg.lstsq(design, values[ring], rcond=None)
+    iy, ix = np.nonzero(inside)
+    at_spot = plane[0] + plane[1] * iy + plane[2] * ix
+    scale = float(np.abs(at_spot).mean())
+    if scale <= 1e-12:
+        return None
+    return Relief(
+        spot=float(np.abs(values[inside] - at_spot).max()) / scale,
+        ring=float(np.abs(values[ring] - design @ plane).max()) / scale,
+        nearer=float(values[inside].max() - values[ring].max()) / scale,
+        step=step / scale,
+    )
+
+
+def _map_step(disparity: np.ndarray) -> float:
+    """The depth map's step between stored values: the smallest gap between the distinct
+    values of a sample of it (one step of an 8-bit map; next to nothing for a float one).
+    0 for a map of a few flat planes (under MIN_LEVELS values), exact where it is flat."""
+    sample = disparity[:: max(1, disparity.shape[0] // 512), :: max(1, disparity.shape[1] // 512)]
+    levels = np.unique(sample)
+    return float(np.diff(levels).min()) if levels.size >= MIN_LEVELS else 0.0
+
+
+#: Distinct values from which a map's smallest gap between them is its storage step.
+MIN_LEVELS = 32
+
+
+def _flat_on_a_surface(spots: ClippedSpots, disparity: np.ndarray, candidates: np.ndarray):
+    """Which of the `candidates` (a bool per spot) lie flat on a surface of the depth map:
+    printed or painted there, not lamps. Judged only where the map has shown a lamp about
+    this small (a glow of at most twice the spot's area) as a bump: a soft or estimated map,
+    or none, shows no lamp at all, and flat there says nothing."""
+    flat = np.zeros(spots.count, bool)
+    step = _map_step(disparity)
+    relief = {k: _relief(disparity, spots, k, step) for k in np.flatnonzero(candidates)}
+    bumps = [spots.area[k] for k, r in relief.items() if r is not None and r.is_bump()]
+    if not bumps:
+        return flat
+    smallest_lamp_seen = min(bumps)
+    for k, r in relief.items():
+        if r is not None and 2.0 * spots.area[k] >= smallest_lamp_seen:
+            flat[k] = r.is_flat()
+    return flat
 
 
 def light_energy(area: np.ndarray) -> np.ndarray:
@@ -238,7 +342,7 @@ def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
     out = np.ones(encoded01.shape[:2] + (3,), np.float32)
     spots = clipped_spots(encoded01) if gain > 1.0 else None
     if spots is not None:
-        for box, boost in _light_boosts(spots, gain):
+        for box, boost in _light_boosts(spots, gain, light_likelihood(spots)):
             out[box] += boost
     return out
 
@@ -249,12 +353,12 @@ def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
 CORE_CONCENTRATION = 4.0
 
 
-def _light_boosts(spots: ClippedSpots, gain: float):
+def _light_boosts(spots: ClippedSpots, gain: float, likelihood: np.ndarray):
     """For each light, its box and gain − 1 per pixel and channel over the box (0 off the
-    light): the light's expected energy, coloured by its shoulder, concentrated toward its
-    middle."""
+    light): the light's expected energy (times its `likelihood`), coloured by its shoulder,
+    concentrated toward its middle."""
     energy = np.minimum(light_energy(spots.area), gain)
-    per_spot = (energy - 1.0) * light_likelihood(spots)
+    per_spot = (energy - 1.0) * likelihood
     lights = per_spot > 0
     if not lights.any():
         return
@@ -290,9 +394,13 @@ def _pooled_colour(spots: ClippedSpots, lights: np.ndarray) -> np.ndarray:
 
 
 def _one_depth_per_light(
-    coc_px: np.ndarray, spots: ClippedSpots, depth_coc_px: np.ndarray | None = None
+    coc_px: np.ndarray,
+    spots: ClippedSpots,
+    likelihood: np.ndarray,
+    depth_coc_px: np.ndarray | None = None,
 ) -> np.ndarray:
     """One blur radius for each light's whole clipped spot: its lamp's.
+    (The lights: the spots of `likelihood` above 0.)
 
     A light clips beyond its own outline (the lens and the pixels spread it), and the depth
     map gives those pixels the depth of what is behind: rendered with the background's blur,
@@ -304,7 +412,7 @@ def _one_depth_per_light(
     so a small lamp beside a pale twig went to the twig. Where the map shows no lamp (a
     soft or coarse map), the spot takes the median radius of its inner pixels in `coc_px`.
     """
-    lights = np.flatnonzero(light_likelihood(spots) > 0)
+    lights = np.flatnonzero(likelihood > 0)
     if lights.size == 0:
         return coc_px
     depth_coc_px = coc_px if depth_coc_px is None else depth_coc_px
@@ -359,17 +467,20 @@ def recover_highlights(
     coc_px: np.ndarray,
     gain: float = DEFAULT_GAIN,
     depth_coc_px: np.ndarray | None = None,
+    disparity: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scale small clipped lights by their estimated energy (at most `gain`) where they are
     out of focus (|CoC| ≥ 1.5 px), and give each light one blur radius, its lamp's, read
-    from `depth_coc_px` (the radii before depth-edge snapping; default `coc_px`).
+    from `depth_coc_px` (the radii before depth-edge snapping; default `coc_px`). With the
+    photo's `disparity` (inverse depth), spots flat on a surface are not lights.
     Returns (linear RGB, CoC), new arrays where changed; in-focus pixels are untouched."""
     spots = clipped_spots(encoded01) if gain > 1.0 else None
     if spots is None:
         return linear_rgb, coc_px
-    coc_px = _one_depth_per_light(coc_px, spots, depth_coc_px)
+    likelihood = light_likelihood(spots, disparity)
+    coc_px = _one_depth_per_light(coc_px, spots, likelihood, depth_coc_px)
     out = None
-    for box, boost in _light_boosts(spots, gain):
+    for box, boost in _light_boosts(spots, gain, likelihood):
         boost *= _blur_weight(coc_px[box])
         if boost.any():
             out = linear_rgb.copy() if out is None else out
@@ -384,6 +495,7 @@ def separate_lights(
     gain: float = DEFAULT_GAIN,
     max_sprites: int = MAX_SPRITES,
     depth_coc_px: np.ndarray | None = None,
+    disparity: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Lights]:
     """Like `recover_highlights`, but the energy given back to the (at most `max_sprites`)
     strongest lights is returned apart, as sprites to draw after the layers
@@ -392,9 +504,10 @@ def separate_lights(
     spots = clipped_spots(encoded01) if gain > 1.0 else None
     if spots is None:
         return linear_rgb, coc_px, Lights()
-    coc_px = _one_depth_per_light(coc_px, spots, depth_coc_px)
+    likelihood = light_likelihood(spots, disparity)
+    coc_px = _one_depth_per_light(coc_px, spots, likelihood, depth_coc_px)
     lights = []
-    for box, boost in _light_boosts(spots, gain):
+    for box, boost in _light_boosts(spots, gain, likelihood):
         patch = (linear_rgb[box][..., :3] * boost * _blur_weight(coc_px[box])).astype(np.float32)
         weight = patch.sum(axis=-1)
         total = float(weight.sum())
