@@ -5,8 +5,9 @@ For every small clipped spot that ``bokehkit.render.highlights.clipped_spots`` f
 the *true gain* is the light its core really held over what clipping left (sums of linear
 luminance over the spot). A spot is a light when its true gain exceeds 2.5. Per set:
 
-* how many lights and non-lights there are, how many of each get a boost (likelihood > 0.5),
-  and the light in lights that is missed;
+* how many lights and non-lights there are, how many of each get a boost (gain > 1.5), judged
+  with the scene's exact depth map as the renderer judges them and by the pixels alone, and
+  the light in lights that is missed;
 * the energy error: |log(gain given) − log(true gain)| per spot, weighted by the true light
   (what a wrong gain costs in the render), for the given gain and for none;
 * ``--fit LABEL``: the energy model ``m = a·area^b`` fitted by least squares in log space on
@@ -48,7 +49,11 @@ def scene_spots(scene: Path) -> list[dict]:
     true_lum = true.mean(axis=-1)
     core_true = ndimage.sum(true_lum, spots.labels, index)
     core_clip = ndimage.sum(clip_lum, spots.labels, index)
-    likely = highlights.light_likelihood(spots)
+    # As the renderer judges them: with the scene's depth map (a spot flat on a surface is
+    # printed there); and by the pixels alone.
+    disparity = 1.0 / np.clip(np.load(scene / "depth.npy").astype(np.float32), 1e-3, None)
+    likely = highlights.light_likelihood(spots, disparity)
+    likely_pixels = highlights.light_likelihood(spots)
     energy = highlights.light_energy(spots.area)
     rows = []
     for k in range(spots.count):
@@ -56,15 +61,16 @@ def scene_spots(scene: Path) -> list[dict]:
             scene=scene.name, area=float(spots.area[k]), white=float(spots.white_share[k]),
             shoulder=float(spots.shoulder[k]), surround=float(spots.surround[k]),
             elongation=float(spots.elongation[k]), likelihood=float(likely[k]),
+            likelihood_pixels=float(likely_pixels[k]),
             energy=float(energy[k]), core_clip=float(core_clip[k]),
             true_gain=float(core_true[k] / max(core_clip[k], 1e-9)),
         ))  # fmt: skip
     return rows
 
 
-def given_gain(rows: list[dict], cap: float) -> np.ndarray:
+def given_gain(rows: list[dict], cap: float, likelihood: str = "likelihood") -> np.ndarray:
     e = np.minimum([r["energy"] for r in rows], cap)
-    return 1.0 + (e - 1.0) * np.array([r["likelihood"] for r in rows])
+    return 1.0 + (e - 1.0) * np.array([r[likelihood] for r in rows])
 
 
 def report(label: str, rows: list[dict], cap: float) -> None:
@@ -80,10 +86,12 @@ def report(label: str, rows: list[dict], cap: float) -> None:
     err = np.abs(np.log(gain) - np.log(true))
     err_none = np.abs(np.log(true))
     missed = weight[light & ~boosted].sum() / max(weight[light].sum(), 1e-9)
+    by_pixels = given_gain(rows, cap, "likelihood_pixels") > 1.5
     print(
         f"{label}: {len({r['scene'] for r in rows})} scenes, {len(rows)} spots: "
-        f"{light.sum()} lights ({(light & boosted).sum()} boosted), "
-        f"{(~light).sum()} not ({(~light & boosted).sum()} boosted); light missed "
+        f"{light.sum()} lights ({(light & boosted).sum()} boosted; by the pixels alone "
+        f"{(light & by_pixels).sum()}), {(~light).sum()} not ({(~light & boosted).sum()} "
+        f"boosted; by the pixels alone {(~light & by_pixels).sum()}); light missed "
         f"{100 * missed:.1f} %"
     )
     print(

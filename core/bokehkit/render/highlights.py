@@ -314,9 +314,9 @@ MIN_LEVELS = 32
 
 def _flat_on_a_surface(spots: ClippedSpots, disparity: np.ndarray, candidates: np.ndarray):
     """Which of the `candidates` (a bool per spot) lie flat on a surface of the depth map:
-    printed or painted there, not lamps. Judged only where the map has shown a lamp about
-    this small (a glow of at most twice the spot's area) as a bump: a soft or estimated map,
-    or none, shows no lamp at all, and flat there says nothing."""
+    printed or painted there, not lamps. Judged only where the map has shown a lamp not much
+    bigger (a glow of at most four times the spot's area) as a bump: a soft or estimated
+    map, or none, shows no lamp at all, and flat there says nothing."""
     flat = np.zeros(spots.count, bool)
     step = _map_step(disparity)
     relief = {k: _relief(disparity, spots, k, step) for k in np.flatnonzero(candidates)}
@@ -325,7 +325,7 @@ def _flat_on_a_surface(spots: ClippedSpots, disparity: np.ndarray, candidates: n
         return flat
     smallest_lamp_seen = min(bumps)
     for k, r in relief.items():
-        if r is not None and 2.0 * spots.area[k] >= smallest_lamp_seen:
+        if r is not None and 4.0 * spots.area[k] >= smallest_lamp_seen:
             flat[k] = r.is_flat()
     return flat
 
