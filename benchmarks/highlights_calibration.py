@@ -10,9 +10,8 @@ luminance over the spot). A spot is a light when its true gain exceeds 2.5. Per 
   the light in lights that is missed;
 * the energy error: |log(gain given) − log(true gain)| per spot, weighted by the true light
   (what a wrong gain costs in the render), for the given gain and for none;
-* ``--fit LABEL``: the energy models ``m = a·area^b`` and, for lights whose lamp the depth
-  map shows, ``m = a·area^b·lamp_px^c``, fitted by least squares in log space on the lights
-  of that set (for tuning; never on a held-out set).
+* ``--fit LABEL``: the energy model ``m = a·area^b`` fitted by least squares in log space on
+  the lights of that set (for tuning; never on a held-out set).
 
     python benchmarks/highlights_calibration.py --data tune=/work/scenes/tune \\
         --data held=/work/scenes/held [--fit tune]
@@ -55,8 +54,7 @@ def scene_spots(scene: Path) -> list[dict]:
     disparity = 1.0 / np.clip(np.load(scene / "depth.npy").astype(np.float32), 1e-3, None)
     likely = highlights.light_likelihood(spots, disparity)
     likely_pixels = highlights.light_likelihood(spots)
-    lamp_px = highlights.lamp_pixels(spots, disparity, likely > 0)
-    energy = highlights.light_energy(spots.area, lamp_px)
+    energy = highlights.light_energy(spots.area)
     rows = []
     for k in range(spots.count):
         rows.append(dict(
@@ -64,7 +62,7 @@ def scene_spots(scene: Path) -> list[dict]:
             shoulder=float(spots.shoulder[k]), surround=float(spots.surround[k]),
             elongation=float(spots.elongation[k]), likelihood=float(likely[k]),
             likelihood_pixels=float(likely_pixels[k]),
-            energy=float(energy[k]), lamp_px=float(lamp_px[k]), core_clip=float(core_clip[k]),
+            energy=float(energy[k]), core_clip=float(core_clip[k]),
             true_gain=float(core_true[k] / max(core_clip[k], 1e-9)),
         ))  # fmt: skip
     return rows
@@ -115,18 +113,6 @@ def fit(rows: list[dict]) -> None:
         f"fit on {len(lights)} lights: m = {np.exp(a):.3f}·area^{b:.3f} "
         f"(log residual sd {resid.std():.3f})"
     )
-    seen = [r for r in lights if r["lamp_px"] > 0]
-    if len(seen) > 3:
-        x = np.log([[r["area"], r["lamp_px"]] for r in seen])
-        y = np.log([r["true_gain"] for r in seen])
-        design = np.c_[np.ones(len(seen)), x]
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        resid = y - design @ coef
-        print(
-            f"fit on the {len(seen)} lights whose lamp the depth map shows: m = "
-            f"{np.exp(coef[0]):.4f}·area^{coef[1]:.3f}·lamp_px^{coef[2]:.3f} "
-            f"(log residual sd {resid.std():.3f})"
-        )
     for name in ("white", "shoulder", "surround", "elongation", "area"):
         li = np.array([r[name] for r in lights])
         no = np.array([r[name] for r in rows if r["true_gain"] <= LIGHT_TRUE_GAIN])

@@ -10,8 +10,6 @@ from bokehkit.render.grain import add_grain, estimate_noise
 from bokehkit.render.highlights import (
     _large_areas,
     clipped_spots,
-    lamp_pixels,
-    light_energy,
     light_gain,
     light_likelihood,
     recover_highlights,
@@ -206,31 +204,6 @@ def test_a_flat_spot_is_still_a_light_where_the_map_shows_no_lamp():
     spots = clipped_spots(img)
     glint_spot = spots.labels[glint][0] - 1
     assert light_likelihood(spots, smooth)[glint_spot] == 1.0
-
-
-def test_a_small_lamp_with_a_wide_glow_is_brighter_than_a_big_lamp_in_one_as_wide():
-    """Two lights clip the same 21 pixels. The depth map shows one lamp of 5 pixel centres
-    and one of 13: the glow of the small one clips farther past its lamp, so it is the
-    brighter. Without a map, or with a blurred one (whose bump is wider than the lamp),
-    both get the energy of their area."""
-    img = np.full((60, 100, 3), 0.2, np.float32)
-    yy, xx = np.mgrid[:60, :100]
-    disparity = np.full((60, 100), 1 / 10, np.float32)
-    for cx, lamp_r2 in ((25, 1), (75, 4)):
-        img[(yy - 30) ** 2 + (xx - cx) ** 2 <= 6] = 1.0
-        disparity[(yy - 30) ** 2 + (xx - cx) ** 2 <= lamp_r2] = 1 / 6
-    spots = clipped_spots(img)
-    small, big = spots.labels[30, 25] - 1, spots.labels[30, 75] - 1
-    assert spots.area[small] == spots.area[big] == 21
-    lights = np.ones(spots.count, bool)
-    lamps = lamp_pixels(spots, disparity, lights)
-    assert (lamps[small], lamps[big]) == (5, 13)
-    energy = light_energy(spots.area, lamps)
-    assert energy[small] > 2 * energy[big] and energy[big] > 1
-    soft = lamp_pixels(spots, ndimage.gaussian_filter(disparity, 1.5), lights)
-    assert np.all(soft == 0)
-    by_area = light_energy(spots.area, soft)
-    assert by_area[small] == by_area[big] == light_energy(spots.area)[small]
 
 
 def test_noise_estimate_and_grain_put_back():

@@ -17,9 +17,8 @@ and not to a surface:
   painted there (a white glint in a photo on a card, a star of a printed sky), not a lamp.
 
 How much light the core really had cannot be read from the clipped pixels; it grows with
-the clipped area (the brighter a light, the farther out its image still clips), and where
-the depth map shows the lamp itself, with how far past the lamp the clipping reaches. The
-energy models (`light_energy`) and the thresholds were fitted on the
+the clipped area (the brighter a light, the farther out its image still clips). The energy
+model `m = ENERGY_SCALE · area^ENERGY_EXPONENT` and the thresholds were fitted on the
 clipped spots of Cycles renders whose unclipped linear light is known (tuning scenes only;
 `benchmarks/highlights_calibration.py` refits them and scores held-out scenes). The boost
 never exceeds the user's `gain` (the cap; 1 turns recovery off) and is applied only where the
@@ -331,52 +330,9 @@ def _flat_on_a_surface(spots: ClippedSpots, disparity: np.ndarray, candidates: n
     return flat
 
 
-def light_energy(area: np.ndarray, lamp_px: np.ndarray | None = None) -> np.ndarray:
-    """Expected light in a light's clipped core, as a multiple of what clipping left, from
-    the spot's area and, where the depth map shows the lamp (`lamp_px` > 0, its pixel
-    centres), from how far past the lamp the glow clips."""
-    area = np.maximum(area, 1.0)
-    energy = ENERGY_SCALE * np.power(area, ENERGY_EXPONENT)
-    if lamp_px is not None:
-        seen = lamp_px > 0
-        energy[seen] = (
-            LAMP_ENERGY_SCALE
-            * np.power(area[seen], LAMP_ENERGY_AREA)
-            * np.power(lamp_px[seen], LAMP_ENERGY_LAMP)
-        )
-    return energy
-
-
-#: Energy of a light whose lamp the depth map shows: `m = LAMP_ENERGY_SCALE ·
-#: area^LAMP_ENERGY_AREA · lamp_px^LAMP_ENERGY_LAMP`. The brighter a lamp, the farther past
-#: its outline the pixels clip, so for the same clipped area a smaller lamp is a brighter
-#: one (the area alone confuses a big dim lamp with a small bright one). Fitted like the
-#: area model, on the lamps of the tuning scenes (`benchmarks/highlights_calibration.py`):
-#: leaving each scene out in turn, the error of the energy (mean |log|, weighted by the
-#: light) fell from 0.57 to 0.43.
-LAMP_ENERGY_SCALE, LAMP_ENERGY_AREA, LAMP_ENERGY_LAMP = 0.034, 3.41, -1.95
-
-
-def lamp_pixels(spots: ClippedSpots, disparity: np.ndarray, lights: np.ndarray) -> np.ndarray:
-    """Per spot, the pixel centres of its lamp where the depth map shows one crisply: a
-    surface 5 % (LAMP_RELIEF) nearer than all of a 2 px ring, with no pixels part way
-    between the two (a blurred or shrunk map has them, and its bump is wider than the
-    lamp); 0 elsewhere and for spots that are not `lights`."""
-    out = np.zeros(spots.count, np.float32)
-    for k in np.flatnonzero(lights):
-        grown, _ = _grown(spots.boxes[k], 3, spots.labels.shape)
-        inside = spots.labels[grown] == k + 1
-        ring = ndimage.binary_dilation(inside, iterations=2) & ~inside
-        values = disparity[grown].astype(np.float64)
-        behind, nearest = float(values[ring].max()), float(values[inside].max())
-        relief = nearest - behind
-        if relief < LAMP_RELIEF * abs(behind):
-            continue
-        spot = values[inside]
-        if np.any((spot > behind + 0.15 * relief) & (spot < nearest - 0.15 * relief)):
-            continue
-        out[k] = np.count_nonzero(spot >= behind + 0.5 * relief)
-    return out
+def light_energy(area: np.ndarray) -> np.ndarray:
+    """Expected light in a light's clipped core, as a multiple of what clipping left."""
+    return ENERGY_SCALE * np.power(np.maximum(area, 1.0), ENERGY_EXPONENT)
 
 
 def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
@@ -397,13 +353,11 @@ def light_gain(encoded01: np.ndarray, gain: float) -> np.ndarray:
 CORE_CONCENTRATION = 4.0
 
 
-def _light_boosts(
-    spots: ClippedSpots, gain: float, likelihood: np.ndarray, lamp_px: np.ndarray | None = None
-):
+def _light_boosts(spots: ClippedSpots, gain: float, likelihood: np.ndarray):
     """For each light, its box and gain − 1 per pixel and channel over the box (0 off the
-    light): the light's expected energy (times its `likelihood`; from its lamp's pixels
-    `lamp_px` where known), coloured by its shoulder, concentrated toward its middle."""
-    energy = np.minimum(light_energy(spots.area, lamp_px), gain)
+    light): the light's expected energy (times its `likelihood`), coloured by its shoulder,
+    concentrated toward its middle."""
+    energy = np.minimum(light_energy(spots.area), gain)
     per_spot = (energy - 1.0) * likelihood
     lights = per_spot > 0
     if not lights.any():
@@ -518,17 +472,15 @@ def recover_highlights(
     """Scale small clipped lights by their estimated energy (at most `gain`) where they are
     out of focus (|CoC| ≥ 1.5 px), and give each light one blur radius, its lamp's, read
     from `depth_coc_px` (the radii before depth-edge snapping; default `coc_px`). With the
-    photo's `disparity` (inverse depth), spots flat on a surface are not lights, and a
-    lamp the map shows tells the light's energy better than its spot's area.
+    photo's `disparity` (inverse depth), spots flat on a surface are not lights.
     Returns (linear RGB, CoC), new arrays where changed; in-focus pixels are untouched."""
     spots = clipped_spots(encoded01) if gain > 1.0 else None
     if spots is None:
         return linear_rgb, coc_px
     likelihood = light_likelihood(spots, disparity)
-    lamp_px = None if disparity is None else lamp_pixels(spots, disparity, likelihood > 0)
     coc_px = _one_depth_per_light(coc_px, spots, likelihood, depth_coc_px)
     out = None
-    for box, boost in _light_boosts(spots, gain, likelihood, lamp_px):
+    for box, boost in _light_boosts(spots, gain, likelihood):
         boost *= _blur_weight(coc_px[box])
         if boost.any():
             out = linear_rgb.copy() if out is None else out
@@ -553,10 +505,9 @@ def separate_lights(
     if spots is None:
         return linear_rgb, coc_px, Lights()
     likelihood = light_likelihood(spots, disparity)
-    lamp_px = None if disparity is None else lamp_pixels(spots, disparity, likelihood > 0)
     coc_px = _one_depth_per_light(coc_px, spots, likelihood, depth_coc_px)
     lights = []
-    for box, boost in _light_boosts(spots, gain, likelihood, lamp_px):
+    for box, boost in _light_boosts(spots, gain, likelihood):
         patch = (linear_rgb[box][..., :3] * boost * _blur_weight(coc_px[box])).astype(np.float32)
         weight = patch.sum(axis=-1)
         total = float(weight.sum())
