@@ -237,11 +237,12 @@ def light_likelihood(spots: ClippedSpots, disparity: np.ndarray | None = None) -
 #: Depth relief of a spot and its ring, relative to the ring's inverse depth. A surface: the
 #: ring lies within RING_FLAT of a plane and the spot within FLAT (or within the map's own
 #: step, for a map stored in 8 bits). A lamp: the spot holds a pixel LAMP_RELIEF nearer
-#: than all of the ring, and 3 steps of the map. On Cycles renders (tuning scenes)
-#: lamps stand 0.02–5 in front of what is behind them, exactly and after blurring,
-#: quantising or shrinking the map, and printed stars and glints 0 (or one 8-bit step). A
-#: map whose steps are coarser than the nearest lamps' relief (MIN_LAMP_RELIEF) cannot tell
-#: them from prints and is not asked (an 8-bit map's steps are 3–4 % at a far wall).
+#: than all of the ring, and 3 steps of the map. On Cycles renders (tuning scenes) lamps
+#: stand 2 % to 5× nearer (in inverse depth) than what is behind them, exactly and after
+#: blurring, quantising or shrinking the map, and printed stars and glints 0 (or one
+#: 8-bit step). A map whose steps are coarser than the nearest lamps' relief
+#: (MIN_LAMP_RELIEF) cannot tell them from prints and is not asked (an 8-bit map's steps
+#: are 3–4 % at a far wall).
 FLAT, RING_FLAT, LAMP_RELIEF, MIN_LAMP_RELIEF = 0.001, 0.012, 0.05, 0.02
 #: The ring the surface is fitted on: 2 to RELIEF_RING_PX pixels outside the spot.
 RELIEF_RING_PX = 5
@@ -299,6 +300,10 @@ def _relief(disparity: np.ndarray, spots: ClippedSpots, k: int, step: float) -> 
     )
 
 
+#: Distinct values from which a map's smallest gap between them is its storage step.
+MIN_LEVELS = 32
+
+
 def _map_step(disparity: np.ndarray) -> float:
     """The depth map's step between stored values: the smallest gap between the distinct
     values of a sample of it (one step of an 8-bit map; next to nothing for a float one).
@@ -306,10 +311,6 @@ def _map_step(disparity: np.ndarray) -> float:
     sample = disparity[:: max(1, disparity.shape[0] // 512), :: max(1, disparity.shape[1] // 512)]
     levels = np.unique(sample)
     return float(np.diff(levels).min()) if levels.size >= MIN_LEVELS else 0.0
-
-
-#: Distinct values from which a map's smallest gap between them is its storage step.
-MIN_LEVELS = 32
 
 
 def _flat_on_a_surface(spots: ClippedSpots, disparity: np.ndarray, candidates: np.ndarray):
