@@ -109,26 +109,18 @@ def test_lights_scaled_for_an_enlarged_image_keep_their_brightness():
     assert big.coc == -10.0
 
 
-@pytest.mark.parametrize("factor", [1, 2])
-def test_a_lamp_behind_a_post_does_not_glow_through_it(tmp_path, factor):
-    """A photo as a user renders it: a small street lamp far behind, just beside a dark post
-    that stands in front of the focal plane. Its recovered light makes a bright disc on the
-    open side, and none of it shows through the post, whose own blur is translucent."""
+def _render_lit_and_unlit(tmp_path, img, depth, factor=1):
+    """Render an 8-bit photo and its metric depth as `bokehkit render` does (focus 2 m,
+    f/2, 200 mm, no grain, ×`factor`), with highlight recovery at the default cap and off:
+    (lit, unlit) as int arrays."""
     from PIL import Image
 
     from bokehkit.pipeline import RenderSettings, render_file
 
-    h, w = 96, 128
-    img = np.full((h, w, 3), 60, np.uint8)
-    depth = np.full((h, w), 20.0, np.float32)
-    img[:, 20:56] = 15  # the post, 1.2 m away (its blur: 12 px)
-    depth[:, 20:56] = 1.2
-    yy, xx = np.mgrid[:h, :w]
-    img[(yy - 48) ** 2 + (xx - 60) ** 2 <= 4] = 255  # the lamp (blur 16 px), beside the post
     Image.fromarray(img).save(tmp_path / "in.png")
     np.save(tmp_path / "depth.npy", depth)
-
-    def render(highlights):
+    out = []
+    for highlights in (40.0, 1.0):
         settings = RenderSettings(
             depth_path=str(tmp_path / "depth.npy"),
             depth_units="m",
@@ -141,9 +133,23 @@ def test_a_lamp_behind_a_post_does_not_glow_through_it(tmp_path, factor):
             sr_factor=factor,
         )
         render_file(tmp_path / "in.png", tmp_path / f"out{highlights}.png", settings)
-        return np.asarray(Image.open(tmp_path / f"out{highlights}.png")).astype(int)
+        out.append(np.asarray(Image.open(tmp_path / f"out{highlights}.png")).astype(int))
+    return tuple(out)
 
-    lit, unlit = render(40.0), render(1.0)
+
+@pytest.mark.parametrize("factor", [1, 2])
+def test_a_lamp_behind_a_post_does_not_glow_through_it(tmp_path, factor):
+    """A photo as a user renders it: a small street lamp far behind, just beside a dark post
+    that stands in front of the focal plane. Its recovered light makes a bright disc on the
+    open side, and none of it shows through the post, whose own blur is translucent."""
+    h, w = 96, 128
+    img = np.full((h, w, 3), 60, np.uint8)
+    depth = np.full((h, w), 20.0, np.float32)
+    img[:, 20:56] = 15  # the post, 1.2 m away (its blur: 12 px)
+    depth[:, 20:56] = 1.2
+    yy, xx = np.mgrid[:h, :w]
+    img[(yy - 48) ** 2 + (xx - 60) ** 2 <= 4] = 255  # the lamp (blur 16 px), beside the post
+    lit, unlit = _render_lit_and_unlit(tmp_path, img, depth, factor)
     f = factor
     open_side = np.s_[40 * f : 56 * f, 62 * f : 70 * f]
     post_middle = np.s_[36 * f : 60 * f, 44 * f : 54 * f]
@@ -157,10 +163,6 @@ def test_a_glint_printed_on_a_card_does_not_bloom_but_the_lamp_does(tmp_path):
     """A photo as a user renders it with its depth map: a lamp hangs in front of a far wall
     (the map shows it), and a photo card nearer by has a white glint printed on it, as
     compact and white as the lamp. Only the lamp's disc gets the light given back."""
-    from PIL import Image
-
-    from bokehkit.pipeline import RenderSettings, render_file
-
     h, w = 96, 160
     img = np.full((h, w, 3), 40, np.uint8)
     depth = np.full((h, w), 20.0, np.float32)
@@ -170,24 +172,7 @@ def test_a_glint_printed_on_a_card_does_not_bloom_but_the_lamp_does(tmp_path):
     depth[16:80, 90:150] = 3.0  # the card
     img[16:80, 90:150] = 70
     img[46:50, 118:123] = 255  # the printed glint
-    Image.fromarray(img).save(tmp_path / "in.png")
-    np.save(tmp_path / "depth.npy", depth)
-
-    def render(highlights):
-        settings = RenderSettings(
-            depth_path=str(tmp_path / "depth.npy"),
-            depth_units="m",
-            depth_kind="depth",
-            focus_distance_m=2.0,
-            f_number=2.0,
-            focal_length_mm=200.0,
-            grain=0.0,
-            highlight_gain=highlights,
-        )
-        render_file(tmp_path / "in.png", tmp_path / f"out{highlights}.png", settings)
-        return np.asarray(Image.open(tmp_path / f"out{highlights}.png")).astype(int)
-
-    lit, unlit = render(40.0), render(1.0)
+    lit, unlit = _render_lit_and_unlit(tmp_path, img, depth)
     lamp_disc, glint_disc = np.s_[40:57, 32:49], np.s_[40:57, 112:129]
     assert (lit[lamp_disc] - unlit[lamp_disc]).mean() > 40
     assert np.abs(lit[glint_disc] - unlit[glint_disc]).max() <= 1
