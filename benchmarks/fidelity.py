@@ -25,6 +25,9 @@ Depth-Anything, a painted layer) never agree with the photo at thin structures a
 * ``q8``: inverse depth quantised to 256 levels between its extremes (an 8-bit PNG);
 * ``lowres``: inverse depth averaged down ×4 and bilinearly enlarged (a phone's depth map).
 
+``--photo-jpeg Q`` gives both renderers the AIF stored as a JPEG of quality Q with 4:2:0
+chroma, as cameras and phones store photos, instead of the PNG (the truth stays the truth).
+
 Scores (8-bit sRGB, the bench's own ``evaluate.py`` functions): PSNR, SSIM, the depth-edge
 band PSNR, the difference to the scatter, and the **artefact fraction**: pixels whose worst
 channel is off by more than 32/255 where the scatter's is off by less than 16/255 (errors a
@@ -34,7 +37,7 @@ detail, in 8-bit sRGB) is compared with the truth's.
 
     python benchmarks/fidelity.py --data tune=/work/scenes/tune --data held=/work/scenes/held \\
         --out /tmp/fid [--variants exact,blur,shift,q8,lowres] [--grain-check] \\
-        [--markdown FILE] [--worst-png FILE]
+        [--photo-jpeg Q] [--markdown FILE] [--worst-png FILE]
 
 Scenes whose ``meta.json`` is missing or that lack a listed file are skipped (a set that is
 still being rendered).
@@ -249,10 +252,35 @@ def source_fingerprint() -> str:
 #: (ablations; none by default).
 OVERRIDES: dict = {}
 PATCHES: dict = {}
+#: JPEG quality of the photo both renderers get (None: the scene's PNG).
+PHOTO_JPEG: list = [None]
+
+
+def photo_kind() -> str:
+    return "png" if PHOTO_JPEG[0] is None else f"jpeg{PHOTO_JPEG[0]}"
+
+
+def render_dir(scene: str, variant: str) -> str:
+    """Where a scene's renders of one depth variant go, under pred/<renderer>/<set>/: the
+    photo's kind in the name, so that PNG and JPEG runs never share a cached scatter."""
+    suffix = "" if PHOTO_JPEG[0] is None else f"-{photo_kind()}"
+    return f"{scene}/{variant}{suffix}"
+
+
+def photo_file(scene: Path, out: Path, label: str) -> Path:
+    """The photo both renderers get: the scene's AIF, or it stored as a JPEG (4:2:0)."""
+    if PHOTO_JPEG[0] is None:
+        return scene / "aif.png"
+    path = out / "photo" / label / scene.name / f"aif_{photo_kind()}.jpg"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.open(scene / "aif.png").convert("RGB")
+        image.save(path, "JPEG", quality=PHOTO_JPEG[0], subsampling="4:2:0")
+    return path
 
 
 def render_ours(
-    scene: Path, meta: dict, render: dict, depth_file: Path, out_png: Path, grain: float
+    photo: Path, meta: dict, render: dict, depth_file: Path, out_png: Path, grain: float
 ) -> float:
     """Our renderer through render_file (what `bokehkit render` runs). Returns seconds."""
     from bokehkit.pipeline import RenderSettings, render_file
@@ -265,7 +293,7 @@ def render_ours(
     )  # fmt: skip
     out_png.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    render_file(scene / "aif.png", out_png, settings)
+    render_file(photo, out_png, settings)
     return time.perf_counter() - t0
 
 
@@ -290,7 +318,7 @@ def haar_noise(img255: np.ndarray, mask: np.ndarray, rounding: float = 0.0) -> f
 
 
 def render_ours_float(
-    scene: Path, meta: dict, render: dict, depth_file: Path, grain: float
+    photo: Path, meta: dict, render: dict, depth_file: Path, grain: float
 ) -> np.ndarray:
     """Our render in linear light, before it is rounded to 8 bits (for noise measurement)."""
     from bokehkit.io.image import load_image
@@ -302,7 +330,7 @@ def render_ours_float(
         focal_length_mm=float(meta["focal_length_mm"]),
         sensor_width_mm=float(meta["sensor_width_mm"]), grain=grain, **OVERRIDES,
     )  # fmt: skip
-    linear, _ = render_image(load_image(scene / "aif.png"), settings)
+    linear, _ = render_image(load_image(photo), settings)
     return linear
 
 
@@ -333,7 +361,8 @@ def run_set(
         depth = np.load(sd / "depth.npy").astype(np.float32)
         aif = load_png01(sd / "aif.png")
         aif_lin = ev.srgb2lin(aif)
-        lin = load_linear(sd / "aif.png")
+        photo = photo_file(sd, out, label)
+        lin = load_linear(photo)
         for variant in variants:
             dfile = out / "depth" / label / sd.name / f"{variant}.npy"
             dfile.parent.mkdir(parents=True, exist_ok=True)
@@ -344,9 +373,9 @@ def run_set(
                 k_px_m, d_f = r["K_px_m"], r["focus_distance_m"]
                 true_coc = ev.coc_map(depth.astype(np.float64), k_px_m, d_f)
                 masks = ev.region_masks(depth.astype(np.float64), true_coc, aif_lin)
-                stem = f"{sd.name}/{variant}/{r['file']}"
+                stem = f"{render_dir(sd.name, variant)}/{r['file']}"
                 ours_png = out / "pred" / "classical" / label / stem
-                secs = render_ours(sd, meta, r, dfile, ours_png, grain)
+                secs = render_ours(photo, meta, r, dfile, ours_png, grain)
                 sc_png = out / "pred" / "scatter" / label / stem
                 if not sc_png.exists():  # it never changes: cached
                     save_srgb(sc_png, render_scatter(lin, signed_coc_radius(vdepth, k_px_m, d_f)))
@@ -356,6 +385,7 @@ def run_set(
                 err_s = np.abs(scat - gt).max(axis=-1)
                 artefact = float(np.mean((err_o > ARTEFACT_OURS) & (err_s < ARTEFACT_SCATTER)))
                 row = dict(set=label, scene=sd.name, file=r["file"], variant=variant,
+                           photo=photo_kind(),
                            fstop=r["fstop"], focus_m=d_f, coc_p99=r.get("coc_px_p99", float("nan")),
                            psnr=mo["psnr"], psnr_edges=mo["psnr_edges"], ssim=mo["ssim"],
                            psnr_focus=mo["psnr_focus"], psnr_defocus=mo["psnr_defocus"],
@@ -374,9 +404,9 @@ def run_set(
                         row["noise_truth"] = haar_noise(linear_to_srgb(truth) * 255, region)
                     else:
                         row["noise_truth"] = haar_noise(gt * 255, region, 1 / 12)
-                    grained = render_ours_float(sd, meta, r, dfile, 1.0)
+                    grained = render_ours_float(photo, meta, r, dfile, 1.0)
                     row["noise_ours"] = haar_noise(linear_to_srgb(grained) * 255, region)
-                    plain = render_ours_float(sd, meta, r, dfile, 0.0)
+                    plain = render_ours_float(photo, meta, r, dfile, 0.0)
                     row["noise_nograin"] = haar_noise(linear_to_srgb(plain) * 255, region)
                     row["noise_ratio"] = (
                         row["noise_ours"] / row["noise_truth"]
@@ -486,7 +516,7 @@ def worst_crops(
     sheets = []
     for r in worst:
         sd = data[r["set"]] / r["scene"]
-        stem = f"{r['scene']}/{r['variant']}/{r['file']}"
+        stem = f"{render_dir(r['scene'], r['variant'])}/{r['file']}"
         gt = load_png01(sd / r["file"])
         ours = load_png01(out / "pred" / "classical" / r["set"] / stem)
         scat = load_png01(out / "pred" / "scatter" / r["set"] / stem)
@@ -499,7 +529,7 @@ def worst_crops(
         x0 = int(np.clip(cx - ww // 2, 0, gt.shape[1] - ww))
         diff = np.clip(np.abs(ours - gt).max(-1) * 4, 0, 1)
         panels = [
-            ("AIF", load_png01(sd / "aif.png")),
+            ("AIF", load_png01(photo_file(sd, out, r["set"]))),
             ("ours", ours),
             ("scatter", scat),
             ("Cycles", gt),
@@ -574,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also render the exact variant with the default grain and compare noise",
     )
+    ap.add_argument(
+        "--photo-jpeg", type=int, metavar="Q", help="give both renderers the AIF as a JPEG"
+    )
     ap.add_argument("--evaluate", type=Path, default=DEFAULT_EVALUATE)
     ap.add_argument("--markdown", type=Path, help="write the tables to this file")
     ap.add_argument("--worst-png", type=Path, help="crops of the three worst renders")
@@ -599,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     data = dict(parse_data_arg(t) for t in a.data)
+    PHOTO_JPEG[0] = a.photo_jpeg
     for item in a.setting:
         name, _, value = item.partition("=")
         OVERRIDES[name] = json.loads(value)
@@ -644,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python benchmarks/fidelity.py " + " ".join(sys.argv[1:] if argv is None else argv)
     md = [
         f"Run {started:%Y-%m-%d %H:%M}, bokehkit sources `{fingerprint}`, grain {a.grain:g}"
+        + f", photo {photo_kind()}"
         + (f", settings {OVERRIDES}" if OVERRIDES else "")
         + (f", patched {PATCHES}" if PATCHES else "")
         + ".",

@@ -14,12 +14,16 @@ luminance over the spot). A spot is a light when its true gain exceeds 2.5. Per 
   the lights of that set (for tuning; never on a held-out set).
 
     python benchmarks/highlights_calibration.py --data tune=/work/scenes/tune \\
-        --data held=/work/scenes/held [--fit tune]
+        --data held=/work/scenes/held [--fit tune] [--photo-jpeg 92]
+
+``--photo-jpeg Q`` judges the spots of the AIF stored as a JPEG of quality Q with 4:2:0
+chroma (as cameras and phones store photos) instead of the PNG.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -37,9 +41,19 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
 
-def scene_spots(scene: Path) -> list[dict]:
+def load_photo(path: Path, jpeg_quality: int | None) -> Image.Image:
+    """The photo as stored (PNG), or as a JPEG of `jpeg_quality` with 4:2:0 chroma."""
+    image = Image.open(path).convert("RGB")
+    if jpeg_quality is None:
+        return image
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=jpeg_quality, subsampling="4:2:0")
+    return Image.open(buffer).convert("RGB")
+
+
+def scene_spots(scene: Path, jpeg_quality: int | None = None) -> list[dict]:
     """Every clipped spot of the scene's AIF with its features, true gain and given gain."""
-    enc = np.asarray(Image.open(scene / "aif.png").convert("RGB"), np.float32) / 255.0
+    enc = np.asarray(load_photo(scene / "aif.png", jpeg_quality), np.float32) / 255.0
     true = np.load(scene / "aif_linear.npy").astype(np.float32)[..., :3]
     spots = highlights.clipped_spots(enc)
     if spots is None:
@@ -130,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", metavar="LABEL", help="fit the energy model on this set")
     ap.add_argument("--cap", type=float, default=highlights.DEFAULT_GAIN)
     ap.add_argument("--json", type=Path, help="write every spot's row here")
+    ap.add_argument("--photo-jpeg", type=int, metavar="Q", help="judge the AIF as a JPEG")
     a = ap.parse_args(argv)
     sets = {}
     for text in a.data:
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             for p in Path(d).iterdir()
             if (p / "meta.json").exists() and (p / "aif_linear.npy").exists()
         )
-        sets[label] = [row for s in scenes for row in scene_spots(s)]
+        sets[label] = [row for s in scenes for row in scene_spots(s, a.photo_jpeg)]
     for label, rows in sets.items():
         report(label, rows, a.cap)
     if a.fit:

@@ -1,7 +1,11 @@
 """Highlight recovery, grain matching and the classical upscale."""
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from bokehkit.io.colour import srgb_to_linear
@@ -16,6 +20,8 @@ from bokehkit.render.highlights import (
     separate_lights,
 )
 from bokehkit.sr.lanczos import upscale_linear
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_small_light_is_boosted_but_not_a_white_wall_or_a_glint():
@@ -204,6 +210,87 @@ def test_a_flat_spot_is_still_a_light_where_the_map_shows_no_lamp():
     spots = clipped_spots(img)
     glint_spot = spots.labels[glint][0] - 1
     assert light_likelihood(spots, smooth)[glint_spot] == 1.0
+
+
+def _as_jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """`img` (code values in [0, 1]) stored as a JPEG with 4:2:0 chroma, as phones store
+    photos, and read back."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(
+        buffer, "JPEG", quality=quality, subsampling="4:2:0"
+    )
+    return np.asarray(Image.open(buffer), np.float32) / 255.0
+
+
+@pytest.mark.parametrize("quality", [80, 92, 97])
+def test_lights_stay_lights_in_a_jpeg_whose_chroma_tints_their_cores(quality):
+    """JPEG keeps colour at half resolution: a small white core on yellow and magenta checks
+    takes some of their colour, and single channels drop 10-25 code values under clipping.
+    The lights are still lights; a clipped yellow blotch of the same size is still not."""
+    img = np.zeros((96, 160, 3), np.float32)
+    yy, xx = np.mgrid[:96, :160]
+    checks = ((yy // 12 + xx // 12) % 2).astype(bool)
+    img[checks] = (0.85, 0.68, 0.25)  # yellow
+    img[~checks] = (0.6, 0.25, 0.55)  # magenta
+    lights = []
+    for cy, cx in ((18, 14), (30, 47), (43, 77), (55, 106), (66, 138)):
+        light = (yy - cy) ** 2 + (xx - cx) ** 2 <= 5
+        img[light] = 1.0
+        lights.append(light)
+    blotch = (yy - 82) ** 2 + (xx - 40) ** 2 <= 5
+    img[blotch] = (1.0, 1.0, 0.35)
+    stored = _as_jpeg(img, quality)
+    spots = clipped_spots(stored)
+    likelihood = light_likelihood(spots)
+    per_light = []
+    for light in lights:
+        labels = np.unique(spots.labels[light])
+        per_light.append(likelihood[labels[labels > 0] - 1].max())
+    assert min(per_light) > 0.25 and sorted(per_light)[1] > 0.9
+    blotch_labels = np.unique(spots.labels[blotch])
+    assert np.all(likelihood[blotch_labels[blotch_labels > 0] - 1] == 0.0)
+
+
+def test_a_light_in_front_of_a_bright_wall_is_a_light_and_a_bright_patch_is_not():
+    """The shoulder is judged against what is around the spot: one pixel out, a light's
+    glow has fallen most of the way to a bright wall (code values 0.62 here, above a dark
+    wall's whole range), where a clipped patch that shades off softly has not."""
+    img = np.full((60, 120, 3), 0.62, np.float32)
+    yy, xx = np.mgrid[:60, :120]
+    light = (yy - 30) ** 2 + (xx - 30) ** 2 <= 5
+    img[light] = 1.0
+    r = np.hypot(yy - 30, xx - 90)
+    img[r <= 2.5] = 1.0  # a patch of the same size whose edge falls off over 3 px
+    soft = (r > 2.5) & (r <= 5.5)
+    img[soft] = (1.0 - (r[soft] - 2.5) / 3.0 * 0.38)[:, None]
+    spots = clipped_spots(img)
+    likelihood = light_likelihood(spots)
+    assert likelihood[spots.labels[30, 30] - 1] == 1.0
+    assert likelihood[spots.labels[30, 90] - 1] == 0.0
+
+
+def test_a_greyscale_photo_has_lights_too():
+    img = np.full((60, 60, 1), 0.25, np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    img[(yy - 30) ** 2 + (xx - 30) ** 2 <= 5] = 1.0
+    spots = clipped_spots(img)
+    assert spots.count == 1 and light_likelihood(spots)[0] == 1.0
+
+
+def test_the_bundled_samples_string_of_lights_is_taken_for_lights():
+    """The sample (a JPEG of quality 92) has a string of 28 small lights hanging across
+    yellow and magenta checks, between rows 95 and 230: in front of the bright yellow, their
+    shoulders stay well above the code values of a dark wall."""
+    sample = REPO / "core" / "bokehkit" / "data" / "sample" / "sample.jpg"
+    photo = np.asarray(Image.open(sample).convert("RGB"), np.float32) / 255.0
+    spots = clipped_spots(photo)
+    likelihood = light_likelihood(spots)
+    rows = np.array([box[0].start for box in spots.boxes])
+    in_string = (rows >= 95) & (rows < 230) & (spots.area >= 6)
+    assert in_string.sum() >= 25
+    assert (likelihood[in_string] > 0.5).sum() >= 2 / 3 * in_string.sum()
+    # Nor are the sample's other clipped spots.
+    assert np.all(likelihood[~in_string & (spots.area >= 6)] == 0.0)
 
 
 def test_noise_estimate_and_grain_put_back():
