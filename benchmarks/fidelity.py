@@ -252,30 +252,30 @@ def source_fingerprint() -> str:
 #: (ablations; none by default).
 OVERRIDES: dict = {}
 PATCHES: dict = {}
-#: JPEG quality of the photo both renderers get (None: the scene's PNG).
-PHOTO_JPEG: list = [None]
+#: JPEG quality of the photo both renderers get (None: the scene's PNG); set by --photo-jpeg.
+PHOTO_JPEG: int | None = None
 
 
 def photo_kind() -> str:
-    return "png" if PHOTO_JPEG[0] is None else f"jpeg{PHOTO_JPEG[0]}"
+    return "png" if PHOTO_JPEG is None else f"jpeg{PHOTO_JPEG}"
 
 
 def render_dir(scene: str, variant: str) -> str:
     """Where a scene's renders of one depth variant go, under pred/<renderer>/<set>/: the
     photo's kind in the name, so that PNG and JPEG runs never share a cached scatter."""
-    suffix = "" if PHOTO_JPEG[0] is None else f"-{photo_kind()}"
+    suffix = "" if PHOTO_JPEG is None else f"-{photo_kind()}"
     return f"{scene}/{variant}{suffix}"
 
 
 def photo_file(scene: Path, out: Path, label: str) -> Path:
     """The photo both renderers get: the scene's AIF, or it stored as a JPEG (4:2:0)."""
-    if PHOTO_JPEG[0] is None:
+    if PHOTO_JPEG is None:
         return scene / "aif.png"
     path = out / "photo" / label / scene.name / f"aif_{photo_kind()}.jpg"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         image = Image.open(scene / "aif.png").convert("RGB")
-        image.save(path, "JPEG", quality=PHOTO_JPEG[0], subsampling="4:2:0")
+        image.save(path, "JPEG", quality=PHOTO_JPEG, subsampling="4:2:0")
     return path
 
 
@@ -631,8 +631,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
 
+    global PHOTO_JPEG
+    PHOTO_JPEG = a.photo_jpeg
     data = dict(parse_data_arg(t) for t in a.data)
-    PHOTO_JPEG[0] = a.photo_jpeg
     for item in a.setting:
         name, _, value = item.partition("=")
         OVERRIDES[name] = json.loads(value)
