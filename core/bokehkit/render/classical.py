@@ -285,17 +285,24 @@ def _render_tile(planes, coc, tent, hidden, slabs, tile, max_r, aperture, centre
         return rgb_w[:, halo : halo + th, halo : halo + tw][(slice(None), *inner)].transpose(
             1, 2, 0
         )
-    # Flattened before it is brought to full resolution: 4 planes to refine instead of 9.
+    if scale == 1:
+        flat = _flatten(acc[:, :th, :tw][(slice(None), *inner)])
+    else:  # flattened before it is refined: 4 planes to bring to full resolution, not 9
+        flat = _refine(_flatten(acc), scale, 1, th, tw)[:, :th, :tw][(slice(None), *inner)]
+    colour = flat[0:3] / np.maximum(flat[3], _EMPTY)
+    return colour.transpose(1, 2, 0)
+
+
+def _flatten(acc: np.ndarray) -> np.ndarray:
+    """The composite's front surface over everything behind it: premultiplied RGB and
+    coverage (4 planes)."""
     behind = 1.0 - acc[3]
     flat = np.empty((4, *acc.shape[1:]), np.float32)
     np.multiply(behind, acc[5:8], out=flat[0:3])
     flat[0:3] += acc[0:3]
     np.multiply(behind, acc[8], out=flat[3])
     flat[3] += acc[3]
-    flat = _refine(flat, scale, 1, th, tw)[:, :th, :tw][(slice(None), *inner)]
-    colour = flat[0:3]
-    colour /= np.maximum(flat[3], _EMPTY)
-    return colour.transpose(1, 2, 0)
+    return flat
 
 
 class _Fragments:
