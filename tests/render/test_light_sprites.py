@@ -176,3 +176,24 @@ def test_a_glint_printed_on_a_card_does_not_bloom_but_the_lamp_does(tmp_path):
     lamp_disc, glint_disc = np.s_[40:57, 32:49], np.s_[40:57, 112:129]
     assert (lit[lamp_disc] - unlit[lamp_disc]).mean() > 40
     assert np.abs(lit[glint_disc] - unlit[glint_disc]).max() <= 1
+
+
+def test_a_lamp_with_a_size_casts_a_soft_shadow_of_a_twig():
+    """The twig of the test above in front of a lamp 5 px across instead of a point: each
+    point of the lamp casts the twig's shadow a little aside, so the line across its disc is
+    a soft dip, not a dark stripe one pixel wide, and as much light is lost as before."""
+    yy, xx = np.mgrid[-3:4, -3:4]
+    patch = np.repeat((((yy**2 + xx**2) <= 6.25) * 1.0).astype(np.float32)[..., None], 3, -1)
+    lamp = Light(patch, 37, 37, (40.0, 40.0), -12.0)
+    assert 2.0 < lamp.radius < 3.0
+    coc = np.full((80, 80), -12.0, np.float32)
+    out_clear = np.zeros((80, 80, 3), np.float32)
+    draw_lights(out_clear, coc, Lights([lamp]), Aperture())
+    coc[:, 44] = 4.0
+    out = np.zeros((80, 80, 3), np.float32)
+    draw_lights(out, coc, Lights([lamp]), Aperture())
+    ratio = out[40, 30:51, 0] / out_clear[40, 30:51, 0]
+    assert 0.6 < ratio.min() < 0.95  # a dip (a hard-edged shadow: 0.5), not a dark stripe
+    lost = 1.0 - out.sum() / out_clear.sum()
+    point_lost = 1.0 - (visibility(coc, (40.0, 40.0), -12.0, (28, 53, 28, 53))).mean()
+    assert 0.3 * point_lost < lost < 2.0 * point_lost

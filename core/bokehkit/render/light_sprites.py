@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 from scipy.fft import irfft2, next_fast_len, rfft2
 
 from ..scene.aperture import Aperture
@@ -40,6 +41,8 @@ MAX_RAY_STEPS = 64
 #: Lights beyond this many (the weakest) are not drawn as sprites but added to the photo's
 #: pixels and blurred with the layers, which bounds the time on a photo of a city at night.
 MAX_SPRITES = 400
+#: Shadows cut into a light's disc are as soft as the light is wide (`_soften`).
+SOFT_SHADOWS = True
 
 
 @dataclass
@@ -56,6 +59,18 @@ class Light:
     @property
     def energy(self) -> float:
         return float(self.patch.sum())
+
+    @property
+    def radius(self) -> float:
+        """The light's radius (px), as a disc's with the same spread of its energy."""
+        weight = self.patch.sum(axis=-1)
+        total = float(weight.sum())
+        if total <= 0.0:
+            return 0.0
+        yy, xx = np.indices(weight.shape, dtype=np.float32)
+        cy, cx = self.centre_yx[0] - self.top, self.centre_yx[1] - self.left
+        mean_square = float((weight * ((yy - cy) ** 2 + (xx - cx) ** 2)).sum()) / total
+        return math.sqrt(2.0 * mean_square)  # a uniform disc of radius ρ: ρ²/2
 
 
 @dataclass
@@ -145,6 +160,17 @@ def _blocked(coc, ys, xs, centre_yx, s_light, steps, step) -> np.ndarray:
     return blocked
 
 
+def _soften(seen: np.ndarray, radius: float) -> np.ndarray:
+    """`seen` as a light of `radius` px casts it: `visibility` follows the ray from the
+    light's centre, but a lamp has a size, and each of its points casts the shadow of what
+    stands in front a little aside, so shadow edges blur over about its width (a twig drew
+    a hard dark stripe across the disc where the truth shows a soft one)."""
+    size = 2 * int(round(radius)) + 1
+    if size < 3:
+        return seen
+    return ndimage.uniform_filter(seen, size, mode="nearest")
+
+
 def _bilinear_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
     """`a` (its corners on the corners of the target) resampled to h×w."""
     fy = np.linspace(0, a.shape[0] - 1, h, dtype=np.float32)
@@ -194,4 +220,6 @@ def draw_lights(out: np.ndarray, coc: np.ndarray, lights: Lights, aperture: Aper
         sprite = _full_convolution(light.patch, kernel)
         sprite = sprite[box[0] - top : box[1] - top, box[2] - left : box[3] - left]
         seen = visibility(coc, light.centre_yx, light.coc, box, nearest)
+        if SOFT_SHADOWS:
+            seen = _soften(seen, light.radius)
         out[box[0] : box[1], box[2] : box[3]] += np.maximum(sprite, 0.0) * seen[..., None]
