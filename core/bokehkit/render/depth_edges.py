@@ -111,9 +111,9 @@ def drop_unseen_thin(linear_rgb: np.ndarray, coc_px: np.ndarray) -> np.ndarray:
     spread = np.sqrt(np.maximum(total2 / np.maximum(count, 1)[:, None] - mean**2, 0.0).sum(-1))
     contrast = np.linalg.norm(code(linear_rgb[ys, xs, :3].astype(np.float64)) - mean, axis=-1)
     shown = has & (contrast > np.maximum(MIN_SHOWN_CONTRAST, SHOWN_OVER_TEXTURE * spread))
-    # Decided along the structure, by the share of its pixels nearby that the photo shows: a
-    # rod over a printed star field crosses a star now and then, and kept there alone it
-    # would be drawn as a dotted line of sharp stars.
+    # Decided along the structure too, by the share of its pixels nearby that the photo
+    # shows: where it shows most of them, the rest are the rod crossing a surface of its
+    # own colour, and stay with it.
     m = SHOWN_ALONG_PX
     y0, x0 = max(int(ys.min()) - m, 0), max(int(xs.min()) - m, 0)
     y1, x1 = min(int(ys.max()) + m + 1, h), min(int(xs.max()) + m + 1, w)
@@ -125,7 +125,9 @@ def drop_unseen_thin(linear_rgb: np.ndarray, coc_px: np.ndarray) -> np.ndarray:
     share = ndimage.uniform_filter(seen, size) / np.maximum(
         ndimage.uniform_filter(judged, size), 1e-6
     )
-    drop = has & (share[ys - y0, xs - x0] < 0.5)
+    # A pixel the photo shows is never dropped (behind a blurred rod, an in-focus wall would
+    # draw the rod's own colour there, sharp).
+    drop = has & ~shown & (share[ys - y0, xs - x0] < 0.5)
     out = coc_px.copy()
     out[ys[drop], xs[drop]] = opened[drop]
     return out
