@@ -42,6 +42,16 @@ def depth_jump(coc_px):
     return np.maximum(JUMP_PX, JUMP_FRACTION * np.abs(coc_px))
 
 
+def _around(ys: np.ndarray, xs: np.ndarray, shape: tuple, lo: int, hi: int):
+    """For each offset (dy, dx) in [lo, hi]², the pixels at (ys + dy, xs + dx), clamped to
+    the image (as scipy's mode "nearest"): (rows, columns) index arrays."""
+    h, w = shape
+    for dy in range(lo, hi + 1):
+        qy = np.clip(ys + dy, 0, h - 1)
+        for dx in range(lo, hi + 1):
+            yield qy, np.clip(xs + dx, 0, w - 1)
+
+
 #: Near structures of the depth map this narrow (px) or less are thin (rods, wires, twigs).
 THIN_PX = 2
 #: A thin structure's pixel is shown by the photo when its colour (code values) stands out
@@ -77,11 +87,9 @@ def drop_unseen_thin(linear_rgb: np.ndarray, coc_px: np.ndarray) -> np.ndarray:
     lo, hi = -(THIN_PX // 2), THIN_PX - THIN_PX // 2  # the footprint's reach, as scipy's
     opened = np.full(ys.size, -np.inf, np.float32)
     floor = np.full(ys.size, np.inf, np.float32)  # the farthest surface within reach
-    for dy in range(lo, hi + 1):
-        for dx in range(lo, hi + 1):
-            around = eroded[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
-            np.maximum(opened, around, out=opened)
-            np.minimum(floor, around, out=floor)
+    for qy, qx in _around(ys, xs, (h, w), lo, hi):
+        np.maximum(opened, eroded[qy, qx], out=opened)
+        np.minimum(floor, eroded[qy, qx], out=floor)
     # Thin: the ridge stands a jump above what is left without it, and what is left is the
     # surface behind (on a soft map, a blurred rod is a wide ridge whose crest alone is
     # narrow: shaving the crest leaves it halfway up, and the rod is not thin there).
@@ -97,15 +105,12 @@ def drop_unseen_thin(linear_rgb: np.ndarray, coc_px: np.ndarray) -> np.ndarray:
     total = np.zeros((n, 3))
     total2 = np.zeros((n, 3))
     count = np.zeros(n)
-    for dy in range(-THIN_PX, THIN_PX + 1):
-        qy = np.clip(ys + dy, 0, h - 1)
-        for dx in range(-THIN_PX, THIN_PX + 1):
-            qx = np.clip(xs + dx, 0, w - 1)
-            behind = (coc_px[qy, qx] <= behind_level)[:, None]
-            colour = code(linear_rgb[qy, qx, :3].astype(np.float64))
-            total += colour * behind
-            total2 += colour * colour * behind
-            count += behind[:, 0]
+    for qy, qx in _around(ys, xs, (h, w), -THIN_PX, THIN_PX):
+        behind = (coc_px[qy, qx] <= behind_level)[:, None]
+        colour = code(linear_rgb[qy, qx, :3].astype(np.float64))
+        total += colour * behind
+        total2 += colour * colour * behind
+        count += behind[:, 0]
     has = count >= 3
     mean = total / np.maximum(count, 1)[:, None]
     spread = np.sqrt(np.maximum(total2 / np.maximum(count, 1)[:, None] - mean**2, 0.0).sum(-1))
@@ -158,16 +163,13 @@ def snap_depth_edges(
     sums = {k: np.zeros((n, 3), np.float64) for k in ("near", "far")}
     coc_sums = {k: np.zeros(n, np.float64) for k in ("near", "far")}
     counts = {k: np.zeros(n, np.float64) for k in ("near", "far")}
-    for dy in range(-r, r + 1):
-        qy = np.clip(ys + dy, 0, h - 1)
-        for dx in range(-r, r + 1):
-            qx = np.clip(xs + dx, 0, w - 1)
-            cq = coc_px[qy, qx]
-            colour = linear_rgb[qy, qx]
-            for key, member in (("near", cq >= near_cut), ("far", cq <= far_cut)):
-                sums[key] += colour * member[:, None]
-                coc_sums[key] += cq * member
-                counts[key] += member
+    for qy, qx in _around(ys, xs, (h, w), -r, r):
+        cq = coc_px[qy, qx]
+        colour = linear_rgb[qy, qx]
+        for key, member in (("near", cq >= near_cut), ("far", cq <= far_cut)):
+            sums[key] += colour * member[:, None]
+            coc_sums[key] += cq * member
+            counts[key] += member
     both = (counts["near"] > 0) & (counts["far"] > 0)
     f = sums["near"] / np.maximum(counts["near"], 1)[:, None]
     b = sums["far"] / np.maximum(counts["far"], 1)[:, None]
