@@ -132,10 +132,9 @@ def test_a_soft_depth_map_shows_no_lamp_and_the_spot_takes_its_median():
 
 
 def test_a_lamp_beside_a_pale_twig_keeps_its_depth_when_the_edges_are_snapped():
-    """Depth-edge snapping takes the lamp's depth away (its pixels are as white as the glow
-    around them, which the map puts on the wall, and nearer white than the dark wall, like
-    the pale twig beside it). The light takes its depth from the map before snapping, where
-    the lamp is a surface of its own inside the glow."""
+    """Depth-edge snapping gives the clipped (white) lamp to the pale twig beside it, whose
+    colour is nearer white than the dark wall's. The light takes its depth from the map
+    before snapping, where the lamp is a surface of its own inside the glow."""
     enc = np.full((60, 60, 3), 0.15, np.float32)  # a dark wall
     yy, xx = np.mgrid[:60, :60]
     spot = (yy - 30) ** 2 + (xx - 30) ** 2 <= 9
@@ -146,7 +145,7 @@ def test_a_lamp_beside_a_pale_twig_keeps_its_depth_when_the_edges_are_snapped():
     coc[29:31, 29:31] = -3.0  # the lamp: 4 pixel centres of the 29 its glow clips
     linear = srgb_to_linear(enc)
     snapped = snap_depth_edges(linear, coc)
-    assert np.all(snapped[29:31, 29:31] != -3.0)  # snapping alone loses the lamp
+    assert np.all(snapped[29:31, 29:31] == 8.0)  # snapping alone puts the lamp on the twig
     _, out_coc, lights = separate_lights(linear, enc, snapped, 40.0, depth_coc_px=coc)
     assert [light.coc for light in lights] == [-3.0]
     assert np.all(out_coc[spot] == -3.0)
